@@ -1,0 +1,122 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Event is one captured row change.
+type Event struct {
+	Pos       Position
+	Channel   string
+	Op        string // INSERT, UPDATE or DELETE
+	Client    string // the tenant; "" on a global channel
+	Subject   string // "" when the channel has no subject column or the value is NULL
+	Payload   json.RawMessage
+	Old       json.RawMessage // the changed columns' previous values; nil unless UPDATE
+	CreatedAt time.Time
+}
+
+// EventsAfter returns up to limit events after pos in position order, only
+// those every older transaction has finished with (the watermark, SPEC
+// §2.3), so that a later read never finds an event before pos.
+func (s *Store) EventsAfter(ctx context.Context, after Position, limit int) ([]Event, error) {
+	rows, err := s.pool.Query(ctx, `
+		SELECT xid::text, id, channel, op, coalesce(client, ''), coalesce(subject, ''), payload, old, created_at
+		FROM hub.events_after($1::text::xid8, $2, $3)`,
+		strconv.FormatUint(after.Xid, 10), after.ID, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read events after %s: %w", after, err)
+	}
+	defer rows.Close()
+	events := make([]Event, 0, min(limit, 256))
+	for rows.Next() {
+		var e Event
+		var xid string
+		if err := rows.Scan(&xid, &e.Pos.ID, &e.Channel, &e.Op, &e.Client, &e.Subject, &e.Payload, &e.Old, &e.CreatedAt); err != nil {
+			return nil, fmt.Errorf("scan event: %w", err)
+		}
+		if e.Pos.Xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
+			return nil, fmt.Errorf("scan event xid %q: %w", xid, err)
+		}
+		events = append(events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events after %s: %w", after, err)
+	}
+	return events, nil
+}
+
+// Backlog tells the reader why it may have stopped short.
+type Backlog struct {
+	// HeldBack: committed events exist that an older transaction, still
+	// open, keeps behind the watermark.
+	HeldBack bool
+	// OldestWrite is the age of the oldest open transaction that has
+	// written anything, in any database of the cluster; 0 when none.
+	OldestWrite time.Duration
+}
+
+// BacklogCheck looks behind the watermark.
+func (s *Store) BacklogCheck(ctx context.Context) (Backlog, error) {
+	var b Backlog
+	var secs float64
+	err := s.pool.QueryRow(ctx, `
+		SELECT EXISTS (SELECT 1 FROM hub.events WHERE xid >= pg_snapshot_xmin(pg_current_snapshot())),
+		       coalesce((SELECT extract(epoch FROM clock_timestamp() - min(xact_start))::float8
+		                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()), 0)`,
+	).Scan(&b.HeldBack, &secs)
+	if err != nil {
+		return Backlog{}, fmt.Errorf("check backlog: %w", err)
+	}
+	b.OldestWrite = time.Duration(secs * float64(time.Second))
+	return b, nil
+}
+
+// Horizon is the newest position retention has deleted; a resume from
+// before it has lost events.
+func (s *Store) Horizon(ctx context.Context) (Position, error) {
+	var p Position
+	var xid string
+	if err := s.pool.QueryRow(ctx, `SELECT xid::text, id FROM hub.horizon`).Scan(&xid, &p.ID); err != nil {
+		return Position{}, fmt.Errorf("read horizon: %w", err)
+	}
+	var err error
+	if p.Xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
+		return Position{}, fmt.Errorf("read horizon xid %q: %w", xid, err)
+	}
+	return p, nil
+}
+
+// EventTrim deletes up to limit of the oldest events created more than
+// olderThan ago, as a prefix of the position order (it stops at the first
+// event that is still young, and never passes the watermark), and moves the
+// horizon to the newest position it deleted. Safe to run on every node at
+// once. It returns how many events it deleted.
+func (s *Store) EventTrim(ctx context.Context, olderThan time.Duration, limit int) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `
+		WITH batch AS (
+		    SELECT xid, id, created_at FROM hub.events_after('0', 0, $2)
+		), young AS (
+		    SELECT xid, id FROM batch WHERE created_at >= now() - $1::interval ORDER BY xid, id LIMIT 1
+		), gone AS (
+		    DELETE FROM hub.events e USING batch b
+		    WHERE e.xid = b.xid AND e.id = b.id
+		      AND (NOT EXISTS (SELECT 1 FROM young) OR (b.xid, b.id) < (SELECT xid, id FROM young))
+		    RETURNING e.xid, e.id
+		), newest AS (
+		    SELECT xid, id FROM gone ORDER BY xid DESC, id DESC LIMIT 1
+		), moved AS (
+		    UPDATE hub.horizon h SET xid = newest.xid, id = newest.id
+		    FROM newest WHERE (newest.xid, newest.id) > (h.xid, h.id)
+		)
+		SELECT count(*) FROM gone`, olderThan, limit).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("trim events: %w", err)
+	}
+	return n, nil
+}
