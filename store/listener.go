@@ -15,6 +15,9 @@ const (
 	NotifyChannels = "hub_channels"
 )
 
+// ListenerApplicationName names the LISTEN connection in pg_stat_activity.
+const ListenerApplicationName = "hub-listener"
+
 // Listener is a dedicated connection LISTENing on the hub's notification
 // channels. It is used by one goroutine at a time.
 type Listener struct {
@@ -25,7 +28,9 @@ type Listener struct {
 // lose the LISTEN when returned) and subscribes to NotifyEvents and
 // NotifyChannels.
 func (s *Store) Listen(ctx context.Context) (*Listener, error) {
-	conn, err := pgx.ConnectConfig(ctx, s.pool.Config().ConnConfig.Copy())
+	cfg := s.pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["application_name"] = ListenerApplicationName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("listener connect: %w", err)
 	}

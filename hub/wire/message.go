@@ -1,0 +1,33 @@
+package wire
+
+// Messages of protocol A error frames and close reasons (SPEC §4.1, §4.3,
+// §4.4); SSE error events use the same texts (SPEC §7).
+const (
+	MsgAPIKeyRequired       = "apiKey required"
+	MsgInvalidKeyFormat     = "Invalid apiKey format"
+	MsgInvalidAPIKey        = "Invalid API key"
+	MsgConnectionLimit      = "Connection limit exceeded"
+	MsgUnknownChannelPrefix = "Unknown channel: " // followed by the name; see UnknownChannel
+	MsgInvalidMessage       = "invalid message"
+	MsgTooManyInvalid       = "too many invalid messages"
+	MsgSubscribeTimeout     = "subscribe timeout"
+	MsgInvalidSince         = "Invalid since"
+	MsgAPIKeyCannotChange   = "apiKey cannot change"
+	MsgNotSubscribed        = "Not subscribed"
+	MsgInvalidToken         = "Invalid or missing token"
+	MsgServiceUnavailable   = "Service unavailable"
+	MsgClientDeactivated    = "client deactivated"          // SPEC §3
+	MsgAPIKeyRevoked        = "api key revoked"             // SPEC §3
+	MsgClosedByAdmin        = "closed by admin"             // SPEC §8
+	MsgShutdown             = "server shutting down"        // close 1012; SPEC §9 names no reason
+	MsgSlowConsumerPrefix   = "slow consumer; resume from " // followed by a position; see SlowConsumer
+)
+
+// UnknownChannel is the error message for a subscribe naming a channel
+// that is not attached.
+func UnknownChannel(name string) string { return MsgUnknownChannelPrefix + name }
+
+// SlowConsumer is the close reason of a session that fell more than
+// HUB_MAX_LAG behind; pos is the last position sent, or the one it started
+// from (SPEC §6).
+func SlowConsumer(pos string) string { return MsgSlowConsumerPrefix + pos }
