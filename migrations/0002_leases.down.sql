@@ -1,0 +1,1 @@
+ALTER TABLE hub.leases DROP COLUMN IF EXISTS kicked_at;

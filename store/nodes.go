@@ -1,0 +1,48 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// NodeAliveFor is how long a node counts as alive after its last heartbeat;
+// only leases of live nodes count toward a key's limit or show in the admin
+// lists. Nodes beat about every 2 s, so a stalled beat or two is tolerated,
+// and a crashed node's leases stop counting within SPEC §3's 15 s.
+const NodeAliveFor = 10 * time.Second
+
+// nodeForgetAfter is how long a dead node's row (and, by cascade, its
+// leases) is kept. Far longer than NodeAliveFor so that a node cut off from
+// the database for a few seconds finds its leases again.
+const nodeForgetAfter = time.Minute
+
+// NodeHeartbeat records that node is alive, registering it on its first
+// beat. It also deletes nodes dead for over a minute, with their leases,
+// so crashed nodes do not pile up; SKIP LOCKED keeps nodes that beat at the
+// same moment from waiting on (or deadlocking over) the same dead row.
+func (s *Store) NodeHeartbeat(ctx context.Context, node string) error {
+	_, err := s.pool.Exec(ctx, `
+		WITH forgotten AS (
+			DELETE FROM hub.nodes WHERE node IN (
+				SELECT node FROM hub.nodes
+				WHERE heartbeat_at < now() - $2::interval AND node <> $1
+				FOR UPDATE SKIP LOCKED))
+		INSERT INTO hub.nodes (node) VALUES ($1)
+		ON CONFLICT (node) DO UPDATE SET heartbeat_at = now()`,
+		node, nodeForgetAfter)
+	if err != nil {
+		return fmt.Errorf("heartbeat of node %q: %w", node, err)
+	}
+	return nil
+}
+
+// NodeStop deletes node and all its leases: a node stopping gracefully
+// calls it last, so its connections' slots are free elsewhere at once
+// (SPEC §3) instead of after NodeAliveFor.
+func (s *Store) NodeStop(ctx context.Context, node string) error {
+	if _, err := s.pool.Exec(ctx, `DELETE FROM hub.nodes WHERE node = $1`, node); err != nil {
+		return fmt.Errorf("stop node %q: %w", node, err)
+	}
+	return nil
+}
