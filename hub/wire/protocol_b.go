@@ -103,9 +103,6 @@ func deref(p *string) string {
 	return *p
 }
 
-// trxTimestamp is trx_timestamp's layout: UTC, milliseconds, no zone.
-const trxTimestamp = "2006-01-02T15:04:05.000"
-
 // AppendDataB appends the protocol B data push of e, shaped like an EOS
 // transaction (SPEC §5): trx_id is the position, block_num the event id,
 // the action's account the channel, name the op, actor the subject and
@@ -116,7 +113,7 @@ func AppendDataB(dst []byte, e Event) []byte {
 	dst = append(dst, `,"block_num":`...)
 	dst = appendInt(dst, e.ID)
 	dst = append(dst, `,"trx_timestamp":"`...)
-	dst = e.CreatedAt.UTC().AppendFormat(dst, trxTimestamp)
+	dst = appendTime(dst, e.CreatedAt, 'T', true)
 	dst = append(dst, `","actions":[{"account":`...)
 	dst = appendString(dst, e.Channel)
 	dst = append(dst, `,"name":`...)
@@ -136,7 +133,7 @@ func AppendDataB(dst []byte, e Event) []byte {
 // "2006-01-02 15:04:05".
 func AppendHeartbeatB(dst []byte, now time.Time) []byte {
 	dst = append(dst, `{"errno":0,"msg_type":"heartbeat","errmsg":"","data":{"heart_beat":"`...)
-	dst = now.UTC().AppendFormat(dst, time.DateTime)
+	dst = appendTime(dst, now, ' ', false)
 	return append(dst, `"}}`...)
 }
 
