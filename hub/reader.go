@@ -39,8 +39,10 @@ type ReaderConfig struct {
 	// channels, and after every (re)connection of the listener, since a
 	// change may have been missed meanwhile. Optional.
 	OnChannels func()
-	// OnListening is called each time the LISTEN connection is (re)established. Optional.
-	OnListening func()
+	// OnListening is called each time the LISTEN connection is
+	// (re)established, OnListenerLost each time it is lost. Optional.
+	OnListening    func()
+	OnListenerLost func()
 	// OnBacklog reports each look behind the watermark. Optional.
 	OnBacklog func(store.Backlog)
 	Logger    *slog.Logger
@@ -136,6 +138,9 @@ func (r *Reader) listen(ctx context.Context) error {
 		}
 		err = r.waitLoop(ctx, l)
 		l.Close()
+		if r.cfg.OnListenerLost != nil {
+			r.cfg.OnListenerLost()
+		}
 		if ctx.Err() != nil {
 			return nil
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 )
@@ -119,4 +120,40 @@ func (s *Store) EventTrim(ctx context.Context, olderThan time.Duration, limit in
 		return 0, fmt.Errorf("trim events: %w", err)
 	}
 	return n, nil
+}
+
+// EventNewest is the newest position in the log, committed events held
+// back by the watermark included; the horizon when the log is empty. A
+// resume point past it names events this database never had.
+func (s *Store) EventNewest(ctx context.Context) (Position, error) {
+	var xid string
+	var id int64
+	err := s.pool.QueryRow(ctx, `
+		SELECT xid::text, id FROM (
+		    (SELECT xid, id FROM hub.events ORDER BY xid DESC, id DESC LIMIT 1)
+		    UNION ALL SELECT xid, id FROM hub.horizon) p
+		ORDER BY xid DESC, id DESC LIMIT 1`).Scan(&xid, &id)
+	if err != nil {
+		return Position{}, fmt.Errorf("read newest position: %w", err)
+	}
+	x, err := strconv.ParseUint(xid, 10, 64)
+	if err != nil {
+		return Position{}, fmt.Errorf("read newest position xid %q: %w", xid, err)
+	}
+	return Position{Xid: x, ID: id}, nil
+}
+
+// EventStart is where a reader that wants only new events starts: after
+// every event of the transactions that have finished, before every event
+// of those still open or yet to come.
+func (s *Store) EventStart(ctx context.Context) (Position, error) {
+	var xmin string
+	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&xmin); err != nil {
+		return Position{}, fmt.Errorf("read watermark: %w", err)
+	}
+	x, err := strconv.ParseUint(xmin, 10, 64)
+	if err != nil || x == 0 {
+		return Position{}, fmt.Errorf("read watermark %q: %v", xmin, err)
+	}
+	return Position{Xid: x - 1, ID: math.MaxInt64}, nil
 }

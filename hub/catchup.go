@@ -1,0 +1,122 @@
+package hub
+
+import (
+	"time"
+
+	"github.com/hubdev/hub/store"
+)
+
+// startCatchUp starts the session's catch-up from the log unless one runs.
+// Must be called with h.mu and s.mu held.
+func (h *Hub) startCatchUp(s *Session) {
+	if s.catching || h.ctx.Err() != nil {
+		return
+	}
+	s.catching = true
+	h.wg.Add(1)
+	go func() {
+		defer h.wg.Done()
+		h.catchUp(s)
+	}()
+}
+
+// catchUp feeds a session from the log after its cursor, as fast as the
+// session takes it, until it has caught up with the live stream, then
+// hands it back to live delivery (SPEC §4.3, §6). The session's memory
+// stays bounded: one page plus its queue.
+func (h *Hub) catchUp(s *Session) {
+	var failures int
+	for {
+		s.mu.Lock()
+		if s.closed || s.sub == nil || s.live {
+			s.catching = false
+			s.mu.Unlock()
+			return
+		}
+		gen, cursor := s.gen, s.cursor
+		s.mu.Unlock()
+
+		page, err := h.log.EventsAfter(h.ctx, cursor, h.cfg.PageSize)
+		if err != nil {
+			if h.ctx.Err() != nil {
+				h.stopCatching(s)
+				return
+			}
+			failures++
+			if failures == 1 {
+				h.cfg.Logger.Warn("catch-up read failed; retrying", "err", err)
+			}
+			if !sleep(h.ctx, backoff(failures)) {
+				h.stopCatching(s)
+				return
+			}
+			continue
+		}
+		failures = 0
+		if !h.feed(s, gen, page) {
+			continue // resubscribed meanwhile, or closed: look again
+		}
+		if len(page) < h.cfg.PageSize && h.rejoin(s, gen) {
+			return
+		}
+	}
+}
+
+func (h *Hub) stopCatching(s *Session) {
+	s.mu.Lock()
+	s.catching = false
+	s.mu.Unlock()
+}
+
+// feed queues a page's matching events as room allows; false when the
+// session's subscription changed under it.
+func (h *Hub) feed(s *Session, gen int, page []store.Event) bool {
+	now := time.Now()
+	waits := make([]time.Time, len(page))
+	h.mu.RLock()
+	for i := range page {
+		waits[i] = h.readAt(page[i].Pos, now)
+	}
+	h.mu.RUnlock()
+	for i := 0; i < len(page); {
+		s.mu.Lock()
+		if s.closed || s.gen != gen {
+			s.mu.Unlock()
+			return false
+		}
+		for ; i < len(page) && s.events < h.cfg.SendBuffer; i++ {
+			e := page[i]
+			if s.matches(&e) {
+				s.push(entry{msg: newMessage(e, waits[i]), since: maxTime(waits[i], s.subAt)})
+			}
+			s.cursor = e.Pos
+		}
+		s.pump()
+		s.mu.Unlock()
+		if i < len(page) {
+			select {
+			case <-s.roomReady:
+			case <-h.ctx.Done():
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// rejoin returns the session to live delivery if it has seen everything
+// the hub has delivered; no batch is in flight while it checks.
+func (h *Hub) rejoin(s *Session, gen int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.gen != gen {
+		return false
+	}
+	if s.cursor.Less(h.pos) {
+		return false
+	}
+	s.live, s.catching = true, false
+	return true
+}

@@ -1,0 +1,255 @@
+package hub
+
+import (
+	"sync"
+	"time"
+
+	"github.com/hubdev/hub/store"
+)
+
+// Conn is one client connection as the hub sees it; package api adapts
+// melody and SSE to it. Neither method may block: Send hands a frame to the
+// transport's writer, which has room for it (the hub never has more frames
+// outstanding than the credits the session was given), and calls
+// Session.Sent once the frame is written.
+type Conn interface {
+	Send(frame []byte)
+	Close(code int, reason string)
+}
+
+// Subscription is what a session receives.
+type Subscription struct {
+	Client string
+	// Channels are the subscribed channel names; with All, every channel,
+	// including those attached later.
+	Channels []string
+	All      bool
+	// Match, when set, further filters events (protocol B's accounts and
+	// actions).
+	Match func(*store.Event) bool
+	// Since asks for every event after this position first (SPEC §4.3).
+	Since *store.Position
+	// Reply is the frame confirming the subscription; it is queued before
+	// any event the subscription brings. recovered tells whether Since
+	// could be honoured.
+	Reply func(recovered bool) []byte
+}
+
+// entry is a frame waiting in a session's queue: an event, or a control
+// frame (replies, heartbeats).
+type entry struct {
+	msg     *message
+	control []byte
+	since   time.Time // when the event began to wait for this session
+}
+
+// Session is one connection's delivery state: its subscription, its
+// bounded queue, and its place in the log. Deliveries come either live
+// from the hub's batches or, after the queue overflowed or for a resume,
+// from the log at the session's own pace; the cursor keeps the seam
+// between the two free of gaps and duplicates.
+type Session struct {
+	hub   *Hub
+	conn  Conn
+	proto Protocol
+
+	heartbeat      func(now time.Time) []byte
+	heartbeatEvery time.Duration
+
+	mu        sync.Mutex // guards the fields below
+	sub       *Subscription
+	channels  map[string]bool
+	gen       int            // bumped when the cursor is moved by a (re)subscribe
+	live      bool           // takes events from the hub's batches
+	catching  bool           // a catch-up goroutine runs for it
+	cursor    store.Position // every event up to here is queued or filtered out
+	handed    store.Position // the last event handed to the transport
+	subAt     time.Time
+	queue     []entry
+	head      int
+	events    int // events (not control frames) in the queue
+	inflight  []store.Position
+	credits   int
+	nextBeat  time.Time
+	closed    bool
+	roomReady chan struct{} // signalled when the queue drains below its bound
+}
+
+// maxControl bounds control frames queued beyond the event bound: a client
+// that sends pings without reading the replies is a slow consumer too.
+const maxControl = 64
+
+// Sent is called by the transport after it wrote a frame handed to it.
+func (s *Session) Sent() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.inflight) > 0 {
+		s.inflight = s.inflight[1:]
+	}
+	s.credits++
+	s.pump()
+}
+
+// Send queues a control frame behind what is queued already.
+func (s *Session) Send(frame []byte) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.push(entry{control: frame})
+	over := len(s.queue)-s.head-s.events > maxControl
+	s.pump()
+	s.mu.Unlock()
+	if over {
+		s.closeSlow()
+	}
+}
+
+// Close ends the session from the server's side: queued frames are
+// dropped, the transport sends code and reason.
+func (s *Session) Close(code int, reason string) {
+	if s.detach() {
+		s.conn.Close(code, reason)
+	}
+}
+
+// Gone is called by the transport when the connection ended.
+func (s *Session) Gone() { s.detach() }
+
+// detach removes the session from the hub; false if it was gone already.
+func (s *Session) detach() bool {
+	s.hub.mu.Lock()
+	defer s.hub.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.closed = true
+	s.hub.unindex(s)
+	delete(s.hub.sessions, s)
+	s.sub, s.queue, s.head, s.events = nil, nil, 0, 0
+	s.signalRoom()
+	return true
+}
+
+// Subscribed reports whether the session has a subscription.
+func (s *Session) Subscribed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sub != nil
+}
+
+// push must be called with s.mu held.
+func (s *Session) push(e entry) {
+	if s.head > 0 && s.head == len(s.queue) {
+		s.queue, s.head = s.queue[:0], 0
+	} else if s.head > 64 && s.head > len(s.queue)/2 {
+		n := copy(s.queue, s.queue[s.head:])
+		clear(s.queue[n:])
+		s.queue, s.head = s.queue[:n], 0
+	}
+	s.queue = append(s.queue, e)
+	if e.msg != nil {
+		s.events++
+	}
+}
+
+// pump hands queued frames to the transport while it has credits. Must be
+// called with s.mu held.
+func (s *Session) pump() {
+	for s.credits > 0 && s.head < len(s.queue) {
+		e := s.queue[s.head]
+		s.queue[s.head] = entry{}
+		s.head++
+		s.credits--
+		var pos store.Position
+		if e.msg != nil {
+			s.events--
+			pos = e.msg.event.Pos
+			s.handed = pos
+			s.hub.metrics.deliveries[s.proto].Add(1)
+			s.conn.Send(e.msg.frame(s.proto))
+		} else {
+			s.conn.Send(e.control)
+		}
+		s.inflight = append(s.inflight, pos)
+	}
+	if s.events < s.hub.cfg.SendBuffer {
+		s.signalRoom()
+	}
+}
+
+func (s *Session) signalRoom() {
+	select {
+	case s.roomReady <- struct{}{}:
+	default:
+	}
+}
+
+// matches must be called with s.mu held.
+func (s *Session) matches(e *store.Event) bool {
+	sub := s.sub
+	if sub == nil {
+		return false
+	}
+	if e.Client != "" && e.Client != sub.Client {
+		return false // a key never sees another client's rows
+	}
+	if !sub.All && !s.channels[e.Channel] {
+		return false
+	}
+	return sub.Match == nil || sub.Match(e)
+}
+
+// offer is the live path: called by the hub, in position order, for each
+// event the index routes to this session. Must be called with hub.mu held.
+func (s *Session) offer(m *message) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.live || s.closed || !s.cursor.Less(m.event.Pos) || !s.matches(&m.event) {
+		return
+	}
+	if s.events >= s.hub.cfg.SendBuffer {
+		// The queue is full: stop taking live events and continue from the
+		// log after the cursor, at the session's pace (SPEC §6).
+		s.live = false
+		s.hub.startCatchUp(s)
+		return
+	}
+	s.push(entry{msg: m, since: m.readAt})
+	s.cursor = m.event.Pos
+	s.pump()
+}
+
+// lag is how long the oldest event the session still has to send has been
+// waiting; hubPos and waitAfter describe the live stream. Must be called
+// with s.mu held.
+func (s *Session) lag(now time.Time, hubPos store.Position, waitAfter func(store.Position) time.Time) time.Duration {
+	for i := s.head; i < len(s.queue); i++ {
+		if s.queue[i].msg != nil {
+			return now.Sub(s.queue[i].since)
+		}
+	}
+	if s.sub != nil && !s.live && s.cursor.Less(hubPos) {
+		return now.Sub(maxTime(waitAfter(s.cursor), s.subAt))
+	}
+	return 0
+}
+
+// closeSlow closes a slow consumer with its resume position (SPEC §6).
+func (s *Session) closeSlow() {
+	s.mu.Lock()
+	pos := s.handed
+	s.mu.Unlock()
+	s.hub.metrics.slowCloses.Add(1)
+	s.Close(1013, "slow consumer; resume from "+pos.String())
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hubdev/hub/api"
+	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/migrations"
+	"github.com/hubdev/hub/store"
+)
+
+// shutdownTimeout bounds the HTTP server's graceful stop; with the
+// embedded cluster's fast shutdown after it the process exits within the
+// 10 s of SPEC §9.
+const shutdownTimeout = 8 * time.Second
+
+// serve runs the hub until ctx ends or a part of it fails.
+func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) error {
+	db, err := openDatabase(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	adminToken, banner := cfg.AdminToken, [][2]string(nil)
+	if db.pg != nil {
+		if banner, adminToken, err = db.pg.welcome(ctx, db.store, adminToken); err != nil {
+			return err
+		}
+	}
+	ln, tlsConfig, err := listen(cfg)
+	if err != nil {
+		return err
+	}
+	ready := &readiness{db: stdlib.OpenDBFromPool(db.pool), log: log}
+	defer ready.db.Close()
+	srv := &http.Server{
+		Handler:           api.New(api.Config{Ready: ready.check, AdminToken: adminToken, Logger: log}),
+		TLSConfig:         tlsConfig,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	printBanner(stdout, append([][2]string{{"listening on", httpURL(ln.Addr(), tlsConfig != nil)}}, banner...))
+	if cfg.Demo {
+		log.Info("HUB_DEMO is on, but this build has no demo data simulator yet")
+	}
+	log.Info("hub started", "addr", ln.Addr().String(), "database", safeDatabase(db.pool))
+	return runParts(ctx, cfg, db.store, ready, srv, ln, log)
+}
+
+// runParts runs the hub's long-lived parts under one errgroup: the first
+// to fail, or the end of ctx, stops them all.
+func runParts(ctx context.Context, cfg Config, st *store.Store, ready *readiness, srv *http.Server, ln net.Listener, log *slog.Logger) error {
+	start, err := st.EventStart(ctx)
+	if err != nil {
+		return err
+	}
+	h := hub.New(st, start, hub.Config{SendBuffer: cfg.SendBuffer, MaxLag: cfg.MaxLag, Logger: log})
+	oldest := &oldestWriteWarning{log: log}
+	reader := hub.NewReader(st, hub.ReaderConfig{
+		Start:          start,
+		Deliver:        h.Deliver,
+		OnChannels:     h.RefreshChannels,
+		OnListening:    func() { ready.listening.Store(true) },
+		OnListenerLost: func() { ready.listening.Store(false) },
+		OnBacklog:      oldest.observe,
+		Logger:         log,
+	})
+	retention := hub.NewRetention(st, hub.RetentionConfig{Keep: cfg.EventRetention, Logger: log})
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return h.Run(gctx) })
+	g.Go(func() error { return reader.Run(gctx) })
+	g.Go(func() error { return retention.Run(gctx) })
+	g.Go(func() error { return serveHTTP(gctx, srv, ln, log) })
+	err = g.Wait()
+	log.Info("hub stopped", "events_read", h.Stats().Events)
+	return err
+}
+
+// oldestWriteWarning logs once when a write transaction has held delivery
+// back for 10 s, and once when it ends (SPEC §2.3).
+type oldestWriteWarning struct {
+	log    *slog.Logger
+	warned bool // only the reader's goroutine calls observe
+}
+
+const oldestWriteWarnAfter = 10 * time.Second
+
+func (w *oldestWriteWarning) observe(b store.Backlog) {
+	switch {
+	case b.OldestWrite >= oldestWriteWarnAfter && !w.warned:
+		w.warned = true
+		w.log.Warn("an open write transaction holds delivery back; every event after it waits until it ends",
+			"age", b.OldestWrite.Round(time.Second).String())
+	case b.OldestWrite < oldestWriteWarnAfter && w.warned:
+		w.warned = false
+		w.log.Info("the open write transaction that held delivery back has ended")
+	}
+}
+
+// database is the hub's PostgreSQL: a pool and, in the embedded mode, the
+// cluster under it.
+type database struct {
+	pg    *embeddedPG // nil with DATABASE_URL
+	pool  *pgxpool.Pool
+	store *store.Store
+}
+
+// openDatabase starts the embedded cluster when DATABASE_URL is unset,
+// applies the migrations and opens the pool.
+func openDatabase(ctx context.Context, cfg Config, log *slog.Logger) (_ *database, err error) {
+	db, dbURL := &database{}, cfg.DatabaseURL
+	if cfg.Embedded() {
+		if db.pg, err = startEmbedded(ctx, cfg, log); err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				db.pg.stop()
+			}
+		}()
+		dbURL = db.pg.url
+	}
+	if err := migrations.Up(dbURL); err != nil {
+		return nil, fmt.Errorf("apply migrations: %w", err)
+	}
+	if db.pool, err = store.Connect(ctx, dbURL); err != nil {
+		return nil, err
+	}
+	db.store = store.New(db.pool)
+	return db, nil
+}
+
+// close closes the pool, then stops the embedded cluster.
+func (db *database) close() {
+	db.pool.Close()
+	if db.pg != nil {
+		db.pg.stop()
+	}
+}
+
+// listen opens the HTTP listener first, so that a taken port fails the
+// start and HUB_ADDR=:0 can print the port it got.
+func listen(cfg Config) (net.Listener, *tls.Config, error) {
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("HUB_TLS_CERT, HUB_TLS_KEY: %w", err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("HUB_ADDR: %w", err)
+	}
+	return ln, tlsConfig, nil
+}
+
+// serveHTTP serves until ctx ends, then shuts the server down gracefully.
+func serveHTTP(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger) error {
+	errc := make(chan error, 1)
+	go func() { // ends when the server is shut down, waited for below
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown incomplete; closing the remaining connections", "err", err)
+		_ = srv.Close()
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	return nil
+}
+
+func httpURL(addr net.Addr, secure bool) string {
+	scheme := "http"
+	if secure {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return scheme + "://" + addr.String()
+	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
+}
+
+// printBanner writes what a person starting the hub needs, one aligned
+// "name: value" line each.
+func printBanner(w io.Writer, lines [][2]string) {
+	fmt.Fprintln(w, "hub is running")
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %-14s %s\n", l[0]+":", l[1])
+	}
+}
+
+// safeDatabase names the database without its password.
+func safeDatabase(pool *pgxpool.Pool) string {
+	c := pool.Config().ConnConfig
+	return fmt.Sprintf("user=%s host=%s database=%s", c.User, c.Host, c.Database)
+}
