@@ -65,11 +65,15 @@ type Hub struct {
 	wg      sync.WaitGroup // catch-up goroutines
 	refresh chan struct{}
 	metrics metrics
+	// transports counts connections whose transport has not called Gone:
+	// a closed session may still be flushing its close frame.
+	transports atomic.Int64
 
 	channels atomic.Pointer[map[string]bool] // the attached channels
 
 	mu        sync.RWMutex // guards the fields below; taken before any Session.mu
 	sessions  map[*Session]struct{}
+	byID      map[string]*Session
 	byChannel map[string]map[string]map[*Session]struct{} // channel → client → sessions
 	byClient  map[string]map[*Session]struct{}            // client → sessions subscribed to every channel
 	pos       store.Position                              // the last event delivered
@@ -95,6 +99,7 @@ func New(log Log, start store.Position, cfg Config) *Hub {
 		log: log, cfg: cfg.withDefaults(), ctx: ctx, cancel: cancel,
 		refresh:   make(chan struct{}, 1),
 		sessions:  map[*Session]struct{}{},
+		byID:      map[string]*Session{},
 		byChannel: map[string]map[string]map[*Session]struct{}{},
 		byClient:  map[string]map[*Session]struct{}{},
 		pos:       start,
@@ -172,6 +177,8 @@ func (h *Hub) Channels() []string {
 
 // ConnectParams describes a new connection.
 type ConnectParams struct {
+	// ID names the connection in leases and the admin API; unique per node.
+	ID       string
 	Conn     Conn
 	Protocol Protocol
 	// Credits is how many frames the transport's writer can hold; one is
@@ -185,7 +192,7 @@ type ConnectParams struct {
 // Connect registers a connection; it receives nothing until it subscribes.
 func (h *Hub) Connect(p ConnectParams) *Session {
 	s := &Session{
-		hub: h, conn: p.Conn, proto: p.Protocol,
+		id: p.ID, hub: h, conn: p.Conn, proto: p.Protocol,
 		credits:   max(p.Credits-1, 1),
 		heartbeat: p.Heartbeat, heartbeatEvery: p.HeartbeatEvery,
 		roomReady: make(chan struct{}, 1),
@@ -193,10 +200,26 @@ func (h *Hub) Connect(p ConnectParams) *Session {
 	if p.Heartbeat != nil {
 		s.nextBeat = time.Now().Add(p.HeartbeatEvery)
 	}
+	h.transports.Add(1)
 	h.mu.Lock()
 	h.sessions[s] = struct{}{}
+	if p.ID != "" {
+		h.byID[p.ID] = s
+	}
 	h.mu.Unlock()
 	return s
+}
+
+// CloseID closes the connection with that ID, if this node has it.
+func (h *Hub) CloseID(id string, code int, reason string) bool {
+	h.mu.RLock()
+	s := h.byID[id]
+	h.mu.RUnlock()
+	if s == nil {
+		return false
+	}
+	s.Close(code, reason)
+	return true
 }
 
 // Subscribe replaces the session's subscription. Channels continuing from
@@ -471,7 +494,22 @@ func (h *Hub) Stats() Stats {
 	return st
 }
 
-// CloseAll closes every session, for a graceful shutdown (1012).
+// Drain closes every session, for a graceful shutdown (1012), and waits
+// until their transports have let go of them or ctx ends.
+func (h *Hub) Drain(ctx context.Context, code int, reason string) {
+	h.CloseAll(code, reason)
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for h.transports.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// CloseAll closes every session.
 func (h *Hub) CloseAll(code int, reason string) {
 	h.mu.RLock()
 	all := make([]*Session, 0, len(h.sessions))

@@ -66,6 +66,7 @@ func (c *fakeConn) Close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.code, c.why = code, reason
+	go c.sess.Gone() // the transport ends after its close frame
 	close(c.more)
 	c.more = make(chan struct{})
 }

@@ -49,6 +49,8 @@ type entry struct {
 // from the log at the session's own pace; the cursor keeps the seam
 // between the two free of gaps and duplicates.
 type Session struct {
+	id    string
+	gone  sync.Once
 	hub   *Hub
 	conn  Conn
 	proto Protocol
@@ -115,7 +117,13 @@ func (s *Session) Close(code int, reason string) {
 }
 
 // Gone is called by the transport when the connection ended.
-func (s *Session) Gone() { s.detach() }
+func (s *Session) Gone() {
+	s.detach()
+	s.gone.Do(func() { s.hub.transports.Add(-1) })
+}
+
+// ID is the connection's ID.
+func (s *Session) ID() string { return s.id }
 
 // detach removes the session from the hub; false if it was gone already.
 func (s *Session) detach() bool {
@@ -129,6 +137,9 @@ func (s *Session) detach() bool {
 	s.closed = true
 	s.hub.unindex(s)
 	delete(s.hub.sessions, s)
+	if s.hub.byID[s.id] == s {
+		delete(s.hub.byID, s.id)
+	}
 	s.sub, s.queue, s.head, s.events = nil, nil, 0, 0
 	s.signalRoom()
 	return true
