@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+
+	"github.com/hubdev/hub/hub"
 )
 
 // Config is what the HTTP surface needs from the rest of the hub.
@@ -22,12 +25,37 @@ type Config struct {
 	// AdminToken is the bearer token of the admin API (HUB_ADMIN_TOKEN).
 	AdminToken string
 	Logger     *slog.Logger
+
+	// Hub routes events to the WebSocket connections; without it the
+	// WebSocket routes are not served.
+	Hub   *hub.Hub
+	Store Store
+	// Leases holds the connections' slots; the node's *hub.Node.
+	Leases Leases
+	// AuthTimeout is the time a protocol A connection has to subscribe
+	// (HUB_AUTH_TIMEOUT, default 30s).
+	AuthTimeout time.Duration
+	// HeartbeatInterval is protocol A's heartbeat (HUB_HEARTBEAT_INTERVAL,
+	// default 60s).
+	HeartbeatInterval time.Duration
+	// MaxMessageBytes bounds an inbound frame; past it the connection is
+	// closed with 1009 (HUB_MAX_MESSAGE_BYTES, default 64 KiB).
+	MaxMessageBytes int
+	// WriteTimeout drops a connection whose socket write blocks this long
+	// (HUB_WRITE_TIMEOUT, default 10s).
+	WriteTimeout time.Duration
+	// Conns, when set, counts the live WebSocket connections.
+	Conns *Conns
 }
 
 func (c Config) withDefaults() Config {
 	if c.ReadyTimeout <= 0 {
 		c.ReadyTimeout = time.Second
 	}
+	c.AuthTimeout = cmp.Or(c.AuthTimeout, 30*time.Second)
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, time.Minute)
+	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, 64<<10)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -46,7 +74,11 @@ func New(cfg Config) *echo.Echo {
 			return err
 		},
 	}))
-	routes(e, &handler{cfg: cfg})
+	h := &handler{cfg: cfg}
+	if cfg.Hub != nil {
+		h.wsA = newWSA(cfg)
+	}
+	routes(e, h)
 	return e
 }
 
@@ -54,10 +86,14 @@ func New(cfg Config) *echo.Echo {
 func routes(e *echo.Echo, h *handler) {
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
+	if h.wsA != nil {
+		e.GET("/ws/subscribe", h.wsA.subscribe)
+	}
 }
 
 type handler struct {
 	cfg Config
+	wsA *wsA // nil without a hub
 }
 
 // healthz answers while the process is up.

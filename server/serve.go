@@ -45,8 +45,20 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 	}
 	ready := &readiness{db: stdlib.OpenDBFromPool(db.pool), log: log}
 	defer ready.db.Close()
+	start, err := db.store.EventStart(ctx)
+	if err != nil {
+		return err
+	}
+	h := hub.New(db.store, start, hub.Config{SendBuffer: cfg.SendBuffer, MaxLag: cfg.MaxLag, Logger: log})
+	node := hub.NewNode(db.store, h, hub.NodeConfig{ID: cfg.NodeID, Logger: log})
+	conns := &api.Conns{}
 	srv := &http.Server{
-		Handler:           api.New(api.Config{Ready: ready.check, AdminToken: adminToken, Logger: log}),
+		Handler: api.New(api.Config{
+			Ready: ready.check, AdminToken: adminToken, Logger: log,
+			Hub: h, Store: db.store, Leases: node, Conns: conns,
+			AuthTimeout: cfg.AuthTimeout, HeartbeatInterval: cfg.HeartbeatInterval,
+			MaxMessageBytes: cfg.MaxMessageBytes, WriteTimeout: cfg.WriteTimeout,
+		}),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -57,17 +69,33 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 		log.Info("HUB_DEMO is on, but this build has no demo data simulator yet")
 	}
 	log.Info("hub started", "addr", ln.Addr().String(), "database", safeDatabase(db.pool))
-	return runParts(ctx, cfg, db.store, ready, srv, ln, log)
+	err = runParts(ctx, cfg, parts{store: db.store, hub: h, node: node, start: start, ready: ready, srv: srv, ln: ln}, log)
+	// The node closed the sessions with 1012 and released the leases on its
+	// way out; http.Server.Shutdown does not wait for hijacked connections,
+	// so wait for their goroutines here.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if werr := conns.Wait(wctx); werr != nil {
+		log.Warn("websocket connections still open at exit", "err", werr)
+	}
+	return err
+}
+
+// parts are what runParts runs.
+type parts struct {
+	store *store.Store
+	hub   *hub.Hub
+	node  *hub.Node
+	start store.Position // where the hub and the reader begin
+	ready *readiness
+	srv   *http.Server
+	ln    net.Listener
 }
 
 // runParts runs the hub's long-lived parts under one errgroup: the first
 // to fail, or the end of ctx, stops them all.
-func runParts(ctx context.Context, cfg Config, st *store.Store, ready *readiness, srv *http.Server, ln net.Listener, log *slog.Logger) error {
-	start, err := st.EventStart(ctx)
-	if err != nil {
-		return err
-	}
-	h := hub.New(st, start, hub.Config{SendBuffer: cfg.SendBuffer, MaxLag: cfg.MaxLag, Logger: log})
+func runParts(ctx context.Context, cfg Config, p parts, log *slog.Logger) error {
+	st, h, start, ready, srv, ln := p.store, p.hub, p.start, p.ready, p.srv, p.ln
 	oldest := &oldestWriteWarning{log: log}
 	reader := hub.NewReader(st, hub.ReaderConfig{
 		Start:          start,
@@ -81,10 +109,11 @@ func runParts(ctx context.Context, cfg Config, st *store.Store, ready *readiness
 	retention := hub.NewRetention(st, hub.RetentionConfig{Keep: cfg.EventRetention, Logger: log})
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return h.Run(gctx) })
+	g.Go(func() error { return p.node.Run(gctx) })
 	g.Go(func() error { return reader.Run(gctx) })
 	g.Go(func() error { return retention.Run(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, srv, ln, log) })
-	err = g.Wait()
+	err := g.Wait()
 	log.Info("hub stopped", "events_read", h.Stats().Events)
 	return err
 }

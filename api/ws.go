@@ -1,0 +1,463 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/olahol/melody"
+
+	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/wire"
+	"github.com/hubdev/hub/store"
+)
+
+// Store is the part of the store the transports use.
+type Store interface {
+	APIKeyLookup(ctx context.Context, key string) (store.APIKeyAuth, error)
+}
+
+// Leases holds the connections' slots of their keys' limits cluster-wide
+// (SPEC §3); *hub.Node is one.
+type Leases interface {
+	Acquire(ctx context.Context, p store.LeaseAcquireParams) error
+	Release(ctx context.Context, id string)
+	UpdateChannels(ctx context.Context, id string, channels []string)
+}
+
+// Conns counts the live WebSocket connections, so that a server can wait
+// for them: http.Server.Shutdown does not wait for hijacked connections.
+type Conns struct {
+	wg sync.WaitGroup
+}
+
+// Wait returns when every connection has ended and released its lease, or
+// when ctx ends.
+func (c *Conns) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { // ends when the connections do
+		c.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// wsCredits is how many frames the hub may have outstanding in a
+// connection's melody buffer; the buffer has one more slot, so that an
+// error frame and the close frame after it always fit (SPEC §4.1).
+const wsCredits = 16
+
+// maxInvalid invalid messages are answered within invalidWindow; the next
+// one closes the connection (SPEC §4.1).
+const (
+	maxInvalid    = 20
+	invalidWindow = time.Minute
+)
+
+// releaseTimeout bounds the release of a lease after its connection ended.
+const releaseTimeout = 5 * time.Second
+
+// wsKey is the melody session key under which the connection's state lives.
+const wsKey = "conn"
+
+// wsA serves protocol A (SPEC §4) on one melody instance.
+type wsA struct {
+	cfg Config
+	m   *melody.Melody
+}
+
+func newWSA(cfg Config) *wsA {
+	w := &wsA{cfg: cfg, m: melody.New()}
+	w.m.Config.MessageBufferSize = wsCredits + 1
+	w.m.Config.MaxMessageSize = int64(cfg.MaxMessageBytes) // gorilla closes with 1009 past it
+	w.m.Config.WriteWait = cfg.WriteTimeout
+	w.m.HandleConnect(w.connect)
+	w.m.HandleMessage(func(ms *melody.Session, data []byte) { conn(ms).message(data) })
+	w.m.HandleMessageBinary(func(ms *melody.Session, _ []byte) { conn(ms).invalidMessage() })
+	w.m.HandleSentMessage(func(ms *melody.Session, _ []byte) { conn(ms).sess.Sent() })
+	w.m.HandleDisconnect(func(ms *melody.Session) { conn(ms).gone() })
+	w.m.HandleError(func(ms *melody.Session, err error) {
+		if errors.Is(err, melody.ErrMessageBufferFull) {
+			cfg.Logger.Error("protocol A buffer overflow", "remote", ms.Request.RemoteAddr)
+		}
+	})
+	return w
+}
+
+// subscribe upgrades GET /ws/subscribe.
+func (w *wsA) subscribe(c echo.Context) error {
+	if w.cfg.Conns != nil {
+		w.cfg.Conns.wg.Add(1)
+		defer w.cfg.Conns.wg.Done()
+	}
+	if err := w.m.HandleRequest(c.Response(), c.Request()); err != nil {
+		w.cfg.Logger.Debug("websocket upgrade failed", "err", err)
+	}
+	return nil
+}
+
+func conn(ms *melody.Session) *wsConn { return ms.MustGet(wsKey).(*wsConn) }
+
+// wsConn is one protocol A connection. Melody calls message and gone on
+// the connection's read goroutine, one at a time; only the auth timer runs
+// elsewhere.
+type wsConn struct {
+	id     string // the connection's and its lease's ID
+	w      *wsA
+	ms     *melody.Session
+	sess   *hub.Session
+	log    *slog.Logger
+	authed atomic.Bool // a subscribe succeeded once; the auth timer checks it
+	timer  *time.Timer
+	// closeErr is the error frame sent right before the close frame.
+	closeErr atomic.Pointer[[]byte]
+
+	// Read goroutine only.
+	key     string // canonical; "" until authenticated
+	keyID   int64
+	client  string
+	leased  bool
+	subID   int
+	live    bool // subscribed now
+	invalid []time.Time
+}
+
+func (w *wsA) connect(ms *melody.Session) {
+	id := rand.Text()
+	c := &wsConn{w: w, ms: ms, id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
+	ms.Set(wsKey, c)
+	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
+		ID: id, Conn: c, Protocol: hub.ProtocolA, Credits: wsCredits,
+		Heartbeat:      func(time.Time) []byte { return wire.AppendHeartbeatA(nil) },
+		HeartbeatEvery: w.cfg.HeartbeatInterval,
+	})
+	if key, present := headerKey(ms.Request.Header); present {
+		c.headerAuth(key) // no auth timeout then (SPEC §4.4)
+		return
+	}
+	c.timer = time.AfterFunc(w.cfg.AuthTimeout, func() {
+		if !c.authed.Load() {
+			c.closeWith(wire.ClosePolicy, wire.MsgSubscribeTimeout)
+		}
+	})
+}
+
+func (c *wsConn) stopTimer() {
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+}
+
+// headerKey returns the key the upgrade request's headers name (SPEC
+// §4.4): present is false without either header, and key is "" when they
+// do not name one well-formed key.
+func headerKey(h http.Header) (key string, present bool) {
+	auth, hasAuth := h["Authorization"]
+	xkey, hasX := h["X-Api-Key"]
+	if !hasAuth && !hasX {
+		return "", false
+	}
+	var keys []string
+	if hasAuth {
+		v := strings.TrimSpace(auth[0])
+		scheme, rest, found := strings.Cut(v, " ")
+		switch {
+		case found && strings.EqualFold(scheme, "bearer"):
+			v = strings.TrimSpace(rest)
+		case found:
+			return "", true // another scheme
+		case strings.EqualFold(v, "bearer"):
+			v = ""
+		}
+		keys = append(keys, v)
+	}
+	if hasX {
+		keys = append(keys, strings.TrimSpace(xkey[0]))
+	}
+	for _, k := range keys {
+		canon, ok := wire.CanonicalKey(k, false)
+		if !ok || key != "" && canon != key {
+			return "", true
+		}
+		key = canon
+	}
+	return key, true
+}
+
+// headerAuth authenticates the connection by the key of its headers, or
+// refuses it after the upgrade, since browsers cannot read a 401.
+func (c *wsConn) headerAuth(key string) {
+	if key == "" {
+		c.closeWith(wire.ClosePolicy, wire.MsgInvalidToken)
+		return
+	}
+	ctx := c.ms.Request.Context()
+	a, err := c.w.cfg.Store.APIKeyLookup(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound), err == nil && (a.RevokedAt != nil || !a.ClientActive):
+		c.closeWith(wire.ClosePolicy, wire.MsgInvalidToken)
+		return
+	case err != nil:
+		c.unavailable(err)
+		return
+	}
+	auth := apiKeyAuth{key: key, id: a.ID, client: a.Client}
+	if c.acquireLease(ctx, auth, nil) {
+		c.key, c.keyID, c.client = auth.key, auth.id, auth.client
+		c.authed.Store(true)
+	}
+}
+
+// Send implements hub.Conn; the buffer has room (see wsCredits).
+func (c *wsConn) Send(frame []byte) { _ = c.ms.Write(frame) }
+
+// Close implements hub.Conn.
+func (c *wsConn) Close(code int, reason string) {
+	if f := c.closeErr.Load(); f != nil {
+		_ = c.ms.Write(*f)
+	}
+	_ = c.ms.CloseWithMsg(melody.FormatCloseMessage(code, wire.CloseReason(reason)))
+}
+
+// closeWith sends the error frame msg, then closes with code and msg.
+func (c *wsConn) closeWith(code int, msg string) {
+	f := wire.AppendErrorA(nil, msg)
+	c.closeErr.CompareAndSwap(nil, &f)
+	c.sess.Close(code, msg)
+}
+
+func (c *wsConn) sendError(msg string) { c.sess.Send(wire.AppendErrorA(nil, msg)) }
+
+func (c *wsConn) message(data []byte) {
+	req, err := wire.DecodeA(data)
+	if err != nil {
+		c.invalidMessage()
+		return
+	}
+	switch req.Type {
+	case wire.TypePing:
+		c.sess.Send(wire.AppendPongA(nil))
+	case wire.TypeUnsubscribe:
+		c.unsubscribe()
+	case wire.TypeSubscribe:
+		c.subscribe(req)
+	}
+}
+
+// invalidMessage answers a frame that is not a protocol A request; the
+// 21st within a minute closes the connection (SPEC §4.1).
+func (c *wsConn) invalidMessage() {
+	now := time.Now()
+	kept := c.invalid[:0]
+	for _, t := range c.invalid {
+		if now.Sub(t) < invalidWindow {
+			kept = append(kept, t)
+		}
+	}
+	c.invalid = append(kept, now)
+	if len(c.invalid) > maxInvalid {
+		c.closeWith(wire.ClosePolicy, wire.MsgTooManyInvalid)
+		return
+	}
+	c.sendError(wire.MsgInvalidMessage)
+}
+
+func (c *wsConn) unsubscribe() {
+	if !c.live {
+		c.sendError(wire.MsgNotSubscribed)
+		return
+	}
+	c.sess.Unsubscribe()
+	c.live = false
+	c.sess.Send(wire.AppendUnsubscribedA(nil, c.subID))
+}
+
+// subscribe checks a subscribe in the order of SPEC §4 step 7 and, when
+// it passes, replaces the connection's subscription.
+func (c *wsConn) subscribe(req wire.Request) {
+	ctx := c.ms.Request.Context()
+	key, ok := c.subscribeKey(req)
+	if !ok {
+		return
+	}
+	fresh := !c.leased
+	auth := apiKeyAuth{key: c.key, id: c.keyID, client: c.client}
+	if fresh {
+		if auth, ok = c.authenticate(ctx, key); !ok {
+			return
+		}
+	}
+	all := len(req.Channels) == 0
+	channels, ok := c.resolveChannels(req.Channels)
+	if !ok {
+		return
+	}
+	var since *store.Position
+	if req.Since != "" {
+		p, err := store.ParsePosition(req.Since)
+		if err != nil {
+			c.sendError(wire.MsgInvalidSince)
+			return
+		}
+		since = &p
+	}
+	if fresh {
+		if !c.acquireLease(ctx, auth, channels) {
+			return
+		}
+		c.key, c.keyID, c.client = auth.key, auth.id, auth.client
+	}
+	id := c.subID + 1
+	_, err := c.sess.Subscribe(ctx, hub.Subscription{
+		Client: auth.client, Channels: channels, All: all, Since: since,
+		Reply: func(recovered bool) []byte {
+			return wire.AppendSubscribedA(nil, wire.Subscribed{ID: id, Channels: channels, Resumed: since != nil, Recovered: recovered})
+		},
+	})
+	if err != nil {
+		if fresh {
+			c.releaseLease()
+		}
+		c.subscribeFailed(err)
+		return
+	}
+	c.subID, c.live = id, true
+	c.authed.Store(true)
+	c.stopTimer()
+	if !fresh {
+		c.w.cfg.Leases.UpdateChannels(ctx, c.id, channels)
+	}
+}
+
+// subscribeKey returns the canonical key the subscribe is for; false after
+// answering a refusal.
+func (c *wsConn) subscribeKey(req wire.Request) (string, bool) {
+	if !req.HasAPIKey {
+		if c.key == "" {
+			c.closeWith(wire.ClosePolicy, wire.MsgAPIKeyRequired)
+			return "", false
+		}
+		return c.key, true
+	}
+	key, ok := wire.CanonicalKey(req.APIKey, false)
+	if !ok {
+		c.closeWith(wire.ClosePolicy, wire.MsgInvalidKeyFormat)
+		return "", false
+	}
+	if c.key != "" && key != c.key {
+		c.sendError(wire.MsgAPIKeyCannotChange)
+		return "", false
+	}
+	return key, true
+}
+
+// apiKeyAuth is a key that authenticated.
+type apiKeyAuth struct {
+	key    string // canonical
+	id     int64
+	client string
+}
+
+// authenticate looks the key up; false after closing the connection.
+func (c *wsConn) authenticate(ctx context.Context, key string) (apiKeyAuth, bool) {
+	a, err := c.w.cfg.Store.APIKeyLookup(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound), err == nil && (a.RevokedAt != nil || !a.ClientActive):
+		c.closeWith(wire.ClosePolicy, wire.MsgInvalidAPIKey)
+		return apiKeyAuth{}, false
+	case err != nil:
+		c.unavailable(err)
+		return apiKeyAuth{}, false
+	}
+	return apiKeyAuth{key: key, id: a.ID, client: a.Client}, true
+}
+
+// resolveChannels returns the named channels, or every attached one when
+// none is named; false after answering an unknown one.
+func (c *wsConn) resolveChannels(names []string) ([]string, bool) {
+	attached := c.w.cfg.Hub.Channels()
+	if len(names) == 0 {
+		return attached, true
+	}
+	known := make(map[string]bool, len(attached))
+	for _, n := range attached {
+		known[n] = true
+	}
+	for _, n := range names {
+		if !known[n] {
+			c.sendError(wire.UnknownChannel(n))
+			return nil, false
+		}
+	}
+	return names, true
+}
+
+// acquireLease takes a slot of the key's connection limit (SPEC §3); false
+// after closing the connection.
+func (c *wsConn) acquireLease(ctx context.Context, auth apiKeyAuth, channels []string) bool {
+	err := c.w.cfg.Leases.Acquire(ctx, store.LeaseAcquireParams{
+		ID: c.id, KeyID: auth.id, Client: auth.client,
+		Protocol: store.ProtocolWS, RemoteAddr: c.ms.Request.RemoteAddr, Channels: channels,
+	})
+	switch {
+	case errors.Is(err, store.ErrConnectionLimit):
+		c.closeWith(wire.ClosePolicy, wire.MsgConnectionLimit)
+	case errors.Is(err, store.ErrKeyInvalid):
+		c.closeWith(wire.ClosePolicy, wire.MsgInvalidAPIKey)
+	case err != nil:
+		c.unavailable(err)
+	default:
+		c.leased = true
+		return true
+	}
+	return false
+}
+
+func (c *wsConn) releaseLease() {
+	if !c.leased {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ms.Request.Context()), releaseTimeout)
+	defer cancel()
+	c.w.cfg.Leases.Release(ctx, c.id)
+	// A refused subscribe holds nothing (SPEC §3): without a lease the
+	// connection is not authenticated.
+	c.leased, c.key, c.keyID, c.client = false, "", 0, ""
+}
+
+func (c *wsConn) subscribeFailed(err error) {
+	if errors.Is(err, hub.ErrUnknownChannel) {
+		// The channel was detached between the check and the subscribe.
+		c.sendError(wire.UnknownChannel(strings.TrimPrefix(err.Error(), hub.ErrUnknownChannel.Error()+": ")))
+		return
+	}
+	c.unavailable(err)
+}
+
+// unavailable closes the connection when the database failed it: the
+// client may try again later (SPEC §4.2).
+func (c *wsConn) unavailable(err error) {
+	if !errors.Is(err, context.Canceled) {
+		c.log.Error("protocol A subscribe failed", "err", err)
+	}
+	c.closeWith(wire.CloseTryAgain, wire.MsgServiceUnavailable)
+}
+
+// gone ends the connection's hub session and releases its lease.
+func (c *wsConn) gone() {
+	c.stopTimer()
+	c.sess.Gone()
+	c.releaseLease()
+}
