@@ -24,7 +24,10 @@ type Config struct {
 	ReadyTimeout time.Duration
 	// AdminToken is the bearer token of the admin API (HUB_ADMIN_TOKEN).
 	AdminToken string
-	Logger     *slog.Logger
+	// Admin is what the admin API reads and changes; without it the admin
+	// routes are not served.
+	Admin  AdminStore
+	Logger *slog.Logger
 
 	// Hub routes events to the WebSocket connections; without it the
 	// WebSocket routes are not served.
@@ -88,6 +91,9 @@ func routes(e *echo.Echo, h *handler) {
 	e.GET("/readyz", h.readyz)
 	if h.wsA != nil {
 		e.GET("/ws/subscribe", h.wsA.subscribe)
+	}
+	if h.cfg.Admin != nil {
+		adminRoutes(e.Group("/admin"), newAdminHandler(h.cfg.Admin, h.cfg.AdminToken, h.cfg.Logger))
 	}
 }
 

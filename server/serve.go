@@ -55,7 +55,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 	srv := &http.Server{
 		Handler: api.New(api.Config{
 			Ready: ready.check, AdminToken: adminToken, Logger: log,
-			Hub: h, Store: db.store, Leases: node, Conns: conns,
+			Hub: h, Store: db.store, Leases: node, Conns: conns, Admin: db.store,
 			AuthTimeout: cfg.AuthTimeout, HeartbeatInterval: cfg.HeartbeatInterval,
 			MaxMessageBytes: cfg.MaxMessageBytes, WriteTimeout: cfg.WriteTimeout,
 		}),
