@@ -81,42 +81,68 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     FROM unnest(string_to_array(btrim(col, '_'), '_')) WITH ORDINALITY AS t(p, i)
 $$;
 
--- A timestamp value as UTC RFC 3339 with Z and its stored fraction;
--- timestamp without time zone is taken to be UTC already.
-CREATE FUNCTION hub.utc(v jsonb, typ oid) RETURNS jsonb
+-- A timestamptz value (as to_jsonb writes it, with the writer session's
+-- offset) as UTC RFC 3339 with Z and its stored fraction. One expression,
+-- so that the planner inlines it.
+CREATE FUNCTION hub.utc_tz(v jsonb) RETURNS jsonb
 LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE WHEN s IN ('infinity', '-infinity') THEN v
-           ELSE to_jsonb((to_jsonb(CASE WHEN typ = 'timestamptz'::regtype THEN s::timestamptz AT TIME ZONE 'UTC'
-                                        ELSE s::timestamp END) #>> '{}') || 'Z') END
-    FROM (SELECT v #>> '{}') AS t(s)
+    SELECT CASE WHEN jsonb_typeof(v) <> 'string' OR v #>> '{}' IN ('infinity', '-infinity') THEN v
+           ELSE to_jsonb((to_jsonb((v #>> '{}')::timestamptz AT TIME ZONE 'UTC') #>> '{}') || 'Z') END
 $$;
 
--- The wire form of a row: camelCase keys, timestamps as hub.utc gives them
--- (to_jsonb writes the writer session's offset), every other value as
--- to_jsonb gives it, jsonb columns untouched. Only the keys in keep are
--- returned (all of them when keep is null).
-CREATE FUNCTION hub.wire_row(rel oid, r jsonb, keep text[]) RETURNS jsonb
+-- A timestamp without time zone value, taken to be UTC already.
+CREATE FUNCTION hub.utc_ts(v jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+    SELECT CASE WHEN jsonb_typeof(v) <> 'string' OR v #>> '{}' IN ('infinity', '-infinity') THEN v
+           ELSE to_jsonb((v #>> '{}') || 'Z') END
+$$;
+
+-- How a table's columns go on the wire, computed once by hub.attach and
+-- handed to the trigger: {"column": ["wireKey"], "ts_column": ["tsColumn", "tz"|"ts"]}.
+CREATE FUNCTION hub.column_map(tbl regclass) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(jsonb_object_agg(attname, CASE atttypid
+               WHEN 'timestamptz'::regtype THEN jsonb_build_array(hub.camel(attname), 'tz')
+               WHEN 'timestamp'::regtype THEN jsonb_build_array(hub.camel(attname), 'ts')
+               ELSE jsonb_build_array(hub.camel(attname)) END), '{}')
+    FROM pg_attribute
+    WHERE attrelid = tbl AND attnum > 0 AND NOT attisdropped
+$$;
+
+-- A column's entry of the map, for a column added after the attach.
+CREATE FUNCTION hub.column_entry(rel oid, col text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$
+    SELECT CASE atttypid
+               WHEN 'timestamptz'::regtype THEN jsonb_build_array(hub.camel(col), 'tz')
+               WHEN 'timestamp'::regtype THEN jsonb_build_array(hub.camel(col), 'ts')
+               ELSE jsonb_build_array(hub.camel(col)) END
+    FROM pg_attribute WHERE attrelid = rel AND attname = col AND NOT attisdropped
+$$;
+
+-- A value's wire form given its column's entry.
+CREATE FUNCTION hub.wire_value(v jsonb, entry jsonb) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-    SELECT coalesce(jsonb_object_agg(hub.camel(e.key),
-               CASE WHEN a.atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype) AND jsonb_typeof(e.value) = 'string'
-                    THEN hub.utc(e.value, a.atttypid) ELSE e.value END), '{}'::jsonb)
-    FROM jsonb_each(r) AS e
-    LEFT JOIN pg_attribute a ON a.attrelid = rel AND a.attname = e.key AND NOT a.attisdropped
-    WHERE keep IS NULL OR e.key = ANY (keep)
+    SELECT CASE entry ->> 1 WHEN 'tz' THEN hub.utc_tz(v) WHEN 'ts' THEN hub.utc_ts(v) ELSE v END
 $$;
 
 -- The capture trigger, attached per table by hub.attach with arguments
--- (channel, tenant column, subject column; '' for none). It never raises
--- for data reasons: a writer's transaction must not fail because of the hub.
+-- (channel, tenant column, subject column, column map; '' for none). The
+-- row is turned into its wire form in one statement, whose plan plpgsql
+-- keeps: camelCase keys, timestamps in UTC with Z whatever the writer's
+-- TimeZone (to_jsonb writes the session's offset), every other value as
+-- to_jsonb gives it, jsonb columns untouched. It never raises for data
+-- reasons: a writer's transaction must not fail because of the hub.
 CREATE FUNCTION hub.capture() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
     chan    text := TG_ARGV[0];
     tenant  text := nullif(TG_ARGV[1], '');
     subj    text := nullif(TG_ARGV[2], '');
+    cols    jsonb := TG_ARGV[3]::jsonb;
     cur     jsonb;
     prev    jsonb;
-    changed text[];
+    payload jsonb;
+    changed jsonb; -- the previous values of the changed columns ("old" would shadow OLD)
     owner   text;
 BEGIN
     IF TG_OP = 'DELETE' THEN
@@ -124,32 +150,39 @@ BEGIN
     ELSE
         cur := to_jsonb(NEW);
     END IF;
-    IF TG_OP = 'UPDATE' THEN
-        prev := to_jsonb(OLD);
-        SELECT array_agg(n.key) INTO changed
-        FROM jsonb_each(cur) AS n
-        WHERE n.value IS DISTINCT FROM prev -> n.key;
-        IF changed IS NULL THEN
-            RETURN NULL; -- a no-op UPDATE records nothing
-        END IF;
-    END IF;
     IF tenant IS NOT NULL THEN
         owner := cur ->> tenant;
         IF owner IS NULL THEN
             RETURN NULL; -- a tenant row without a tenant is for no one (SPEC §2.2)
         END IF;
     END IF;
+    IF TG_OP = 'UPDATE' THEN
+        prev := to_jsonb(OLD);
+        SELECT jsonb_object_agg(m.entry ->> 0, hub.wire_value(n.value, m.entry)),
+               jsonb_object_agg(m.entry ->> 0, hub.wire_value(prev -> n.key, m.entry))
+                   FILTER (WHERE n.value IS DISTINCT FROM prev -> n.key)
+        INTO payload, changed
+        FROM jsonb_each(cur) AS n,
+             LATERAL (SELECT coalesce(cols -> n.key, hub.column_entry(TG_RELID, n.key)) AS entry) AS m;
+        IF changed IS NULL THEN
+            RETURN NULL; -- a no-op UPDATE records nothing
+        END IF;
+    ELSE
+        SELECT jsonb_object_agg(m.entry ->> 0, hub.wire_value(n.value, m.entry))
+        INTO payload
+        FROM jsonb_each(cur) AS n,
+             LATERAL (SELECT coalesce(cols -> n.key, hub.column_entry(TG_RELID, n.key)) AS entry) AS m;
+    END IF;
     INSERT INTO hub.events (channel, op, client, subject, payload, old)
-    VALUES (chan, TG_OP, owner, cur ->> subj,
-            hub.wire_row(TG_RELID, cur, NULL),
-            CASE WHEN TG_OP = 'UPDATE' THEN hub.wire_row(TG_RELID, prev, changed) END);
+    VALUES (chan, TG_OP, owner, cur ->> subj, coalesce(payload, '{}'), changed);
     PERFORM pg_notify('hub_events', ''); -- identical notifications of one transaction fold into one
     RETURN NULL;
 END
 $$;
 
 -- Broadcast a table's changes as channel. tenant_column null makes the
--- channel global; ops are any of INSERT, UPDATE, DELETE.
+-- channel global; ops are any of INSERT, UPDATE, DELETE. The column map is
+-- taken now: attach again after changing a column's type.
 CREATE FUNCTION hub.attach(tbl regclass, channel text, tenant_column text, subject_column text, ops text[])
 RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
@@ -171,9 +204,10 @@ BEGIN
     INSERT INTO hub.channels (channel, tbl, tenant_column, subject_column, ops)
     VALUES (attach.channel, tbl, tenant_column, subject_column,
             ARRAY(SELECT DISTINCT unnest(ops) ORDER BY 1));
-    EXECUTE format('CREATE TRIGGER hub_capture AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION hub.capture(%L, %L, %L)',
+    EXECUTE format('CREATE TRIGGER hub_capture AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION hub.capture(%L, %L, %L, %L)',
                    array_to_string(ARRAY(SELECT DISTINCT unnest(ops)), ' OR '), tbl,
-                   attach.channel, coalesce(tenant_column, ''), coalesce(subject_column, ''));
+                   attach.channel, coalesce(tenant_column, ''), coalesce(subject_column, ''),
+                   hub.column_map(tbl));
     PERFORM pg_notify('hub_channels', '');
 END
 $$;
