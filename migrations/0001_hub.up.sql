@@ -81,20 +81,22 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
     FROM unnest(string_to_array(btrim(col, '_'), '_')) WITH ORDINALITY AS t(p, i)
 $$;
 
--- A timestamptz value (as to_jsonb writes it, with the writer session's
--- offset) as UTC RFC 3339 with Z and its stored fraction. One expression,
--- so that the planner inlines it.
+-- A timestamptz value as to_jsonb writes it in hub.capture, which runs
+-- with TimeZone UTC ("…+00:00"), turned into RFC 3339 with Z; the stored
+-- fraction is kept. Neither STRICT nor more than one expression, so that
+-- the planner inlines it (a SQL function that is not inlined is planned
+-- again at every call).
 CREATE FUNCTION hub.utc_tz(v jsonb) RETURNS jsonb
-LANGUAGE sql STABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE WHEN jsonb_typeof(v) <> 'string' OR v #>> '{}' IN ('infinity', '-infinity') THEN v
-           ELSE to_jsonb((to_jsonb((v #>> '{}')::timestamptz AT TIME ZONE 'UTC') #>> '{}') || 'Z') END
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'string' AND right(v #>> '{}', 6) = '+00:00'
+                THEN to_jsonb(left(v #>> '{}', -6) || 'Z') ELSE v END
 $$;
 
 -- A timestamp without time zone value, taken to be UTC already.
 CREATE FUNCTION hub.utc_ts(v jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
-    SELECT CASE WHEN jsonb_typeof(v) <> 'string' OR v #>> '{}' IN ('infinity', '-infinity') THEN v
-           ELSE to_jsonb((v #>> '{}') || 'Z') END
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN jsonb_typeof(v) = 'string' AND v #>> '{}' NOT IN ('infinity', '-infinity')
+                THEN to_jsonb((v #>> '{}') || 'Z') ELSE v END
 $$;
 
 -- How a table's columns go on the wire, computed once by hub.attach and
@@ -121,7 +123,7 @@ $$;
 
 -- A value's wire form given its column's entry.
 CREATE FUNCTION hub.wire_value(v jsonb, entry jsonb) RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE entry ->> 1 WHEN 'tz' THEN hub.utc_tz(v) WHEN 'ts' THEN hub.utc_ts(v) ELSE v END
 $$;
 
@@ -129,11 +131,12 @@ $$;
 -- (channel, tenant column, subject column, column map; '' for none). The
 -- row is turned into its wire form in one statement, whose plan plpgsql
 -- keeps: camelCase keys, timestamps in UTC with Z whatever the writer's
--- TimeZone (to_jsonb writes the session's offset), every other value as
--- to_jsonb gives it, jsonb columns untouched. It never raises for data
--- reasons: a writer's transaction must not fail because of the hub.
+-- TimeZone (to_jsonb writes the session's offset, hence the function's own
+-- TimeZone), every other value as to_jsonb gives it, jsonb columns
+-- untouched. It never raises for data reasons: a writer's transaction must
+-- not fail because of the hub.
 CREATE FUNCTION hub.capture() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET TimeZone = 'UTC' AS $$
 DECLARE
     chan    text := TG_ARGV[0];
     tenant  text := nullif(TG_ARGV[1], '');

@@ -315,3 +315,22 @@ func TestCamel(t *testing.T) {
 		require.Equal(t, want, got, in)
 	}
 }
+
+// Columns added after the attach are captured through the slow path with
+// the same wire form; infinity stays infinity.
+func TestCaptureColumnAddedLater(t *testing.T) {
+	b := setupCapture(t)
+	b.exec(t,
+		`ALTER TABLE accounts ADD COLUMN audited_at timestamptz, ADD COLUMN risk_level int`,
+		`INSERT INTO accounts (account_id, client) VALUES ('a1', 'acme')`,
+		`SET TimeZone = 'America/New_York'`,
+		`UPDATE accounts SET audited_at = '2026-03-01 12:00:00.5+01', risk_level = 3, updated_at = 'infinity'`,
+	)
+	events := b.all(t)
+	require.Len(t, events, 1)
+	payload := object(t, events[0].Payload)
+	require.Equal(t, "2026-03-01T11:00:00.5Z", payload["auditedAt"])
+	require.Equal(t, 3.0, payload["riskLevel"])
+	require.Equal(t, "infinity", payload["updatedAt"])
+	require.Equal(t, map[string]any{"auditedAt": nil, "riskLevel": nil, "updatedAt": nil}, object(t, events[0].Old))
+}
