@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/store"
+)
+
+const (
+	attachOrders = `SELECT hub.attach('public.orders', 'orders', 'client', 'account_id', '{INSERT,UPDATE}')`
+	detachOrders = `SELECT hub.detach('public.orders')`
+)
+
+// bench runs the phases in order; it is used by one goroutine.
+type bench struct {
+	cfg config
+	db  *database
+	out *report
+	log io.Writer
+	w   *writers
+}
+
+func (b *bench) run(ctx context.Context) error {
+	b.out.setup(b.cfg, b.db.settings, b.cfg.DatabaseURL == "")
+	w, err := openWriters(ctx, b.db.url, b.cfg.Writers, b.cfg.Rows)
+	if err != nil {
+		return err
+	}
+	defer w.close()
+	b.w = w
+	if b.cfg.Warmup > 0 {
+		b.progress("warm-up: %s attached", b.cfg.Warmup)
+		if _, err := w.run(ctx, load{Duration: b.cfg.Warmup}); err != nil {
+			return err
+		}
+	}
+	for run := 1; run <= b.cfg.Runs; run++ {
+		if err := b.oneRun(ctx, run); err != nil {
+			return err
+		}
+	}
+	if b.cfg.Breakdown {
+		if err := b.breakdown(ctx); err != nil {
+			return err
+		}
+	}
+	b.out.final()
+	return nil
+}
+
+func (b *bench) oneRun(ctx context.Context, run int) error {
+	tax, err := b.taxPhases(ctx, run)
+	if err != nil {
+		return err
+	}
+	b.out.tax(tax)
+	for _, rate := range []int{b.cfg.Rate, 0} {
+		lag, err := b.lagPhase(ctx, run, rate)
+		if err != nil {
+			return err
+		}
+		b.out.lag(lag)
+	}
+	return nil
+}
+
+// taxResult is one run's pair of phases.
+type taxResult struct {
+	Run                int
+	AttachedFirst      bool
+	Attached, Detached loadResult
+}
+
+// taxPhases measures one attached and one detached phase, in alternating
+// order from run to run so that a drift over time (table bloat,
+// autovacuum) does not favour one side. Each phase starts from an empty
+// log and a vacuumed table; no reader runs.
+func (b *bench) taxPhases(ctx context.Context, run int) (taxResult, error) {
+	res := taxResult{Run: run, AttachedFirst: run%2 == 1}
+	order := []bool{res.AttachedFirst, !res.AttachedFirst}
+	for _, attached := range order {
+		setup := detachOrders
+		if attached {
+			setup = attachOrders
+		}
+		if err := b.db.exec(ctx, setup, `TRUNCATE hub.events`, `VACUUM public.orders`); err != nil {
+			return taxResult{}, err
+		}
+		b.progress("run %d: trigger tax, capture %s", run, onOff(attached))
+		lr, err := b.w.run(ctx, load{Duration: b.cfg.Duration})
+		if err != nil {
+			return taxResult{}, err
+		}
+		if attached {
+			res.Attached = lr
+		} else {
+			res.Detached = lr
+		}
+	}
+	return res, b.db.exec(ctx, attachOrders)
+}
+
+func onOff(attached bool) string {
+	if attached {
+		return "attached"
+	}
+	return "detached"
+}
+
+// lagResult is one lag phase.
+type lagResult struct {
+	Run      int
+	Rate     int // 0: saturation
+	Load     loadResult
+	Lag, RTT durStats
+	Early    int
+	Missing  int
+	Foreign  int
+	Batches  int
+	Events   int
+}
+
+// lagPhase runs the writers at rate (0: saturation) with capture attached
+// and a hub.Reader, on a pool of its own, tailing the log from empty.
+func (b *bench) lagPhase(ctx context.Context, run, rate int) (lagResult, error) {
+	b.progress("run %d: reader lag, %s", run, modeName(rate))
+	if err := b.db.exec(ctx, `TRUNCATE hub.events`, `VACUUM public.orders`); err != nil {
+		return lagResult{}, err
+	}
+	pool, err := store.Connect(ctx, b.db.url)
+	if err != nil {
+		return lagResult{}, err
+	}
+	defer pool.Close()
+	tr := newTracker()
+	listening := make(chan struct{})
+	var once sync.Once
+	reader := hub.NewReader(store.New(pool), hub.ReaderConfig{
+		Deliver:     tr.deliver,
+		OnListening: func() { once.Do(func() { close(listening) }) },
+		Logger:      slog.New(slog.NewTextHandler(b.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	res := lagResult{Run: run, Rate: rate}
+	g, gctx := errgroup.WithContext(ctx)
+	readerCtx, stopReader := context.WithCancel(gctx)
+	defer stopReader()
+	g.Go(func() error { return reader.Run(readerCtx) })
+	g.Go(func() error {
+		defer stopReader()
+		select {
+		case <-gctx.Done():
+			return gctx.Err()
+		case <-listening:
+		}
+		var err error
+		if res.Load, err = b.w.run(gctx, load{Duration: b.cfg.Duration, Rate: rate, OnCommit: tr.committed}); err != nil {
+			return err
+		}
+		res.Missing, err = tr.drain(gctx, b.cfg.Drain)
+		return err
+	})
+	if err := g.Wait(); err != nil {
+		return lagResult{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return lagResult{}, err
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	res.Lag, res.RTT = summarize(tr.lags), summarize(tr.rtts)
+	res.Early, res.Foreign, res.Batches, res.Events = tr.early, tr.foreign, tr.batches, tr.events
+	return res, nil
+}
+
+func modeName(rate int) string {
+	if rate == 0 {
+		return "saturation"
+	}
+	return fmt.Sprintf("paced %d/s", rate)
+}
+
+func (b *bench) progress(format string, args ...any) {
+	fmt.Fprintf(b.log, format+"\n", args...)
+}
