@@ -34,7 +34,7 @@ type NodeConfig struct {
 	// to close (default 1s): revocation reaches every node within 2 s.
 	Beat time.Duration
 	// StopTimeout bounds the graceful stop: closing sessions with 1012 and
-	// releasing the leases (default 5s).
+	// releasing the leases (default 3s).
 	StopTimeout time.Duration
 	Logger      *slog.Logger
 }
@@ -57,7 +57,7 @@ type Node struct {
 // NewNode returns the node's lease keeper.
 func NewNode(s LeaseStore, h *Hub, cfg NodeConfig) *Node {
 	cfg.Beat = cmp.Or(cfg.Beat, time.Second)
-	cfg.StopTimeout = cmp.Or(cfg.StopTimeout, 5*time.Second)
+	cfg.StopTimeout = cmp.Or(cfg.StopTimeout, 3*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
