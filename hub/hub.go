@@ -80,7 +80,11 @@ type Hub struct {
 	marks     []mark                                      // recent batches: when each was read
 }
 
-// mark records when the batch ending at last was read.
+// markEvery is the resolution of read times: batches read within it share
+// one mark, so a lag is overestimated by at most this much.
+const markEvery = 10 * time.Millisecond
+
+// mark records when the batches ending at last were read (the first of them).
 type mark struct {
 	last store.Position
 	at   time.Time
@@ -387,7 +391,11 @@ func (h *Hub) Deliver(_ context.Context, batch []store.Event) error {
 		h.route(m)
 	}
 	h.pos = batch[len(batch)-1].Pos
-	h.marks = append(h.marks, mark{last: h.pos, at: now})
+	if n := len(h.marks); n > 0 && now.Sub(h.marks[n-1].at) < markEvery {
+		h.marks[n-1].last = h.pos // one mark per markEvery bounds the memory at any batch rate
+	} else {
+		h.marks = append(h.marks, mark{last: h.pos, at: now})
+	}
 	h.trimMarks(now)
 	h.metrics.events.Add(int64(len(batch)))
 	return nil
