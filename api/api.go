@@ -89,6 +89,9 @@ func New(cfg Config) *echo.Echo {
 func routes(e *echo.Echo, h *handler) {
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
+	if h.cfg.Hub != nil {
+		e.GET("/metrics", echo.WrapHandler(MetricsHandler(h.cfg.Hub)))
+	}
 	if h.wsA != nil {
 		e.GET("/ws/subscribe", h.wsA.subscribe)
 	}

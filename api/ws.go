@@ -3,8 +3,10 @@ package api
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -89,8 +91,11 @@ func newWSA(cfg Config) *wsA {
 	w.m.HandleSentMessage(func(ms *melody.Session, _ []byte) { conn(ms).sess.Sent() })
 	w.m.HandleDisconnect(func(ms *melody.Session) { conn(ms).gone() })
 	w.m.HandleError(func(ms *melody.Session, err error) {
-		if errors.Is(err, melody.ErrMessageBufferFull) {
+		switch {
+		case errors.Is(err, melody.ErrMessageBufferFull):
 			cfg.Logger.Error("protocol A buffer overflow", "remote", ms.Request.RemoteAddr)
+		case writeTimedOut(err):
+			conn(ms).sess.Jammed() // melody drops the connection next (SPEC §6)
 		}
 	})
 	return w
@@ -138,6 +143,9 @@ func (w *wsA) connect(ms *melody.Session) {
 	id := rand.Text()
 	c := &wsConn{w: w, ms: ms, id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
 	ms.Set(wsKey, c)
+	if err := limitSendBuffer(ms.WebsocketConnection().UnderlyingConn()); err != nil {
+		c.log.Debug("limiting the socket's send buffer failed", "err", err)
+	}
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolA, Credits: wsCredits,
 		Heartbeat:      func(time.Time) []byte { return wire.AppendHeartbeatA(nil) },
@@ -152,6 +160,37 @@ func (w *wsA) connect(ms *melody.Session) {
 			c.closeWith(wire.ClosePolicy, wire.MsgSubscribeTimeout)
 		}
 	})
+}
+
+// socketSendBuffer is the kernel's send buffer per socket: modest, so that
+// backpressure reaches the session instead of hiding in the kernel (SPEC §6).
+const socketSendBuffer = 64 << 10
+
+// limitSendBuffer sets a TCP socket's send buffer to socketSendBuffer;
+// other connections are left as they are.
+func limitSendBuffer(c net.Conn) error {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if tcp, ok := c.(*net.TCPConn); ok {
+		return tcp.SetWriteBuffer(socketSendBuffer)
+	}
+	return nil
+}
+
+// writeTimedOut reports whether err is a socket write that blocked past
+// the write timeout: the socket is jammed. gorilla/websocket v1.5.0 hands
+// it over flattened into its own net.Error, keeping only the text of the
+// failed operation ("write tcp …" or, for large frames, "writev tcp …"), or
+// as its control frames' "websocket: write timeout"; a read timeout (a
+// missing pong) is not one.
+func writeTimedOut(err error) bool {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return false
+	}
+	msg := err.Error()
+	return strings.HasPrefix(msg, "write") || msg == "websocket: write timeout"
 }
 
 func (c *wsConn) stopTimer() {

@@ -29,6 +29,7 @@ type wsBundle struct {
 	store *store.Store
 	url   string
 	key   string // client acme's key
+	hub   *hub.Hub
 }
 
 type tWriter struct{ t *testing.T }
@@ -42,13 +43,21 @@ func (w tWriter) Write(p []byte) (int, error) {
 // a client "acme" and one of its keys.
 func setupWS(t *testing.T, cfg api.Config) *wsBundle {
 	t.Helper()
+	return setupWSHub(t, cfg, hub.Config{})
+}
+
+// setupWSHub is setupWS with the hub configured by hcfg.
+func setupWSHub(t *testing.T, cfg api.Config, hcfg hub.Config) *wsBundle {
+	t.Helper()
 	ctx := context.Background()
 	pool, _ := storetest.NewPool(t)
 	b := &wsBundle{pool: pool, store: store.New(pool)}
 	log := slog.New(slog.NewTextHandler(tWriter{t}, nil))
 	start, err := b.store.EventStart(ctx)
 	require.NoError(t, err)
-	h := hub.New(b.store, start, hub.Config{Logger: log})
+	hcfg.Logger = log
+	h := hub.New(b.store, start, hcfg)
+	b.hub = h
 	listening := make(chan struct{}, 1)
 	reader := hub.NewReader(b.store, hub.ReaderConfig{
 		Start: start, Deliver: h.Deliver, OnChannels: h.RefreshChannels, Logger: log,

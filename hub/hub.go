@@ -78,6 +78,7 @@ type Hub struct {
 	byClient  map[string]map[*Session]struct{}            // client → sessions subscribed to every channel
 	pos       store.Position                              // the last event delivered
 	marks     []mark                                      // recent batches: when each was read
+	conns     [numProtocols]int                           // open sessions per protocol
 }
 
 // markEvery is the resolution of read times: batches read within it share
@@ -88,12 +89,6 @@ const markEvery = 10 * time.Millisecond
 type mark struct {
 	last store.Position
 	at   time.Time
-}
-
-type metrics struct {
-	slowCloses atomic.Int64
-	deliveries [numProtocols]atomic.Int64
-	events     atomic.Int64
 }
 
 // New returns a hub that starts delivering after start (the reader's start).
@@ -119,7 +114,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		h.cancel()
 		h.wg.Wait()
 	}()
-	if err := h.loadChannels(ctx); err != nil && ctx.Err() == nil {
+	if err := h.LoadChannels(ctx); err != nil && ctx.Err() == nil {
 		h.cfg.Logger.Warn("loading channels failed", "err", err)
 	}
 	sweep := time.NewTicker(h.sweepEvery())
@@ -135,7 +130,7 @@ func (h *Hub) Run(ctx context.Context) error {
 		case <-poll.C:
 			h.RefreshChannels()
 		case <-h.refresh:
-			if err := h.loadChannels(ctx); err != nil && ctx.Err() == nil {
+			if err := h.LoadChannels(ctx); err != nil && ctx.Err() == nil {
 				h.cfg.Logger.Warn("loading channels failed", "err", err)
 			}
 		}
@@ -155,7 +150,9 @@ func (h *Hub) RefreshChannels() {
 	}
 }
 
-func (h *Hub) loadChannels(ctx context.Context) error {
+// LoadChannels reads the attached channels now; a server calls it before
+// it accepts connections, so that the first subscribe knows them.
+func (h *Hub) LoadChannels(ctx context.Context) error {
 	names, err := h.log.ChannelList(ctx)
 	if err != nil {
 		return err
@@ -207,6 +204,7 @@ func (h *Hub) Connect(p ConnectParams) *Session {
 	h.transports.Add(1)
 	h.mu.Lock()
 	h.sessions[s] = struct{}{}
+	h.conns[s.proto]++
 	if p.ID != "" {
 		h.byID[p.ID] = s
 	}
@@ -480,25 +478,49 @@ func (h *Hub) sweep(now time.Time) {
 	}
 }
 
-// Stats are the hub's counters since start.
+// Stats are the hub's counters since start and its gauges now, indexed
+// by Protocol where per protocol.
 type Stats struct {
-	Sessions   int
-	Events     int64
-	Deliveries [numProtocols]int64
-	SlowCloses int64
-	Position   store.Position
+	Sessions    int
+	Connections [numProtocols]int // open sessions
+	CatchingUp  int               // sessions reading from the log, not live
+	Events      int64             // events read
+	Batches     int64             // non-empty reads
+	Deliveries  [numProtocols]int64
+	SlowCloses  int64
+	Position    store.Position
+	// ReaderLag is how old the newest event of the latest read was when
+	// it was handed over; 0 when that read found nothing (ObserveRead).
+	ReaderLag time.Duration
+	// OldestWrite is the age of the oldest open write transaction
+	// (ObserveBacklog).
+	OldestWrite time.Duration
+	// Delivery is the time from reading an event to writing its frame.
+	Delivery HistogramSnapshot
 }
 
-// Stats returns the current counters.
+// Stats returns the current counters; it costs in proportion to the
+// sessions.
 func (h *Hub) Stats() Stats {
 	h.mu.RLock()
-	st := Stats{Sessions: len(h.sessions), Position: h.pos}
+	st := Stats{Sessions: len(h.sessions), Connections: h.conns, Position: h.pos}
+	for s := range h.sessions {
+		s.mu.Lock()
+		if s.catching {
+			st.CatchingUp++
+		}
+		s.mu.Unlock()
+	}
 	h.mu.RUnlock()
 	st.Events = h.metrics.events.Load()
+	st.Batches = h.metrics.batches.Load()
 	st.SlowCloses = h.metrics.slowCloses.Load()
 	for p := range st.Deliveries {
 		st.Deliveries[p] = h.metrics.deliveries[p].Load()
 	}
+	st.ReaderLag = time.Duration(h.metrics.readerLag.Load())
+	st.OldestWrite = time.Duration(h.metrics.oldestWrite.Load())
+	st.Delivery = h.metrics.delivery.Snapshot()
 	return st
 }
 

@@ -43,6 +43,11 @@ type ReaderConfig struct {
 	// (re)established, OnListenerLost each time it is lost. Optional.
 	OnListening    func()
 	OnListenerLost func()
+	// OnRead reports each read of the log, empty ones included, just
+	// before its batch is handed to Deliver; the batch must not be
+	// modified or kept. Optional; the hub's ObserveRead records the reader
+	// lag with it (SPEC §8).
+	OnRead func(batch []store.Event)
 	// OnBacklog reports each look behind the watermark. Optional.
 	OnBacklog func(store.Backlog)
 	Logger    *slog.Logger
@@ -230,6 +235,9 @@ func (r *Reader) catchUp(ctx context.Context) error {
 		batch, err := r.src.EventsAfter(ctx, pos, r.cfg.PageSize)
 		if err != nil {
 			return err
+		}
+		if r.cfg.OnRead != nil {
+			r.cfg.OnRead(batch)
 		}
 		if len(batch) == 0 {
 			return nil

@@ -69,12 +69,19 @@ type Session struct {
 	subAt     time.Time
 	queue     []entry
 	head      int
-	events    int // events (not control frames) in the queue
-	inflight  []store.Position
+	events    int      // events (not control frames) in the queue
+	inflight  []flight // frames handed to the transport, oldest first
 	credits   int
 	nextBeat  time.Time
 	closed    bool
 	roomReady chan struct{} // signalled when the queue drains below its bound
+}
+
+// flight is a frame the transport holds: an event's position and when it
+// began to wait, or a control frame (zero values).
+type flight struct {
+	pos   store.Position
+	since time.Time
 }
 
 // maxControl bounds control frames queued beyond the event bound: a client
@@ -86,6 +93,9 @@ func (s *Session) Sent() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.inflight) > 0 {
+		if since := s.inflight[0].since; !since.IsZero() {
+			s.hub.metrics.delivery.Observe(time.Since(since))
+		}
 		s.inflight = s.inflight[1:]
 	}
 	s.credits++
@@ -122,6 +132,16 @@ func (s *Session) Gone() {
 	s.gone.Do(func() { s.hub.transports.Add(-1) })
 }
 
+// Jammed is called by the transport when a write blocked past its write
+// timeout: no close frame can pass, the transport drops the connection, and
+// it counts as a slow-consumer close (SPEC §6) unless the session was
+// closed already.
+func (s *Session) Jammed() {
+	if s.detach() {
+		s.hub.metrics.slowCloses.Add(1)
+	}
+}
+
 // ID is the connection's ID.
 func (s *Session) ID() string { return s.id }
 
@@ -137,6 +157,7 @@ func (s *Session) detach() bool {
 	s.closed = true
 	s.hub.unindex(s)
 	delete(s.hub.sessions, s)
+	s.hub.conns[s.proto]--
 	if s.hub.byID[s.id] == s {
 		delete(s.hub.byID, s.id)
 	}
@@ -175,17 +196,17 @@ func (s *Session) pump() {
 		s.queue[s.head] = entry{}
 		s.head++
 		s.credits--
-		var pos store.Position
+		var f flight
 		if e.msg != nil {
 			s.events--
-			pos = e.msg.event.Pos
-			s.handed = pos
+			f = flight{pos: e.msg.event.Pos, since: e.since}
+			s.handed = f.pos
 			s.hub.metrics.deliveries[s.proto].Add(1)
 			s.conn.Send(e.msg.frame(s.proto))
 		} else {
 			s.conn.Send(e.control)
 		}
-		s.inflight = append(s.inflight, pos)
+		s.inflight = append(s.inflight, f)
 	}
 	if s.events < s.hub.cfg.SendBuffer {
 		s.signalRoom()

@@ -50,6 +50,9 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 		return err
 	}
 	h := hub.New(db.store, start, hub.Config{SendBuffer: cfg.SendBuffer, MaxLag: cfg.MaxLag, Logger: log})
+	if err := h.LoadChannels(ctx); err != nil {
+		return err
+	}
 	node := hub.NewNode(db.store, h, hub.NodeConfig{ID: cfg.NodeID, Logger: log})
 	conns := &api.Conns{}
 	srv := &http.Server{
@@ -103,7 +106,8 @@ func runParts(ctx context.Context, cfg Config, p parts, log *slog.Logger) error 
 		OnChannels:     h.RefreshChannels,
 		OnListening:    func() { ready.listening.Store(true) },
 		OnListenerLost: func() { ready.listening.Store(false) },
-		OnBacklog:      oldest.observe,
+		OnRead:         h.ObserveRead,
+		OnBacklog:      func(b store.Backlog) { oldest.observe(b); h.ObserveBacklog(b) },
 		Logger:         log,
 	})
 	retention := hub.NewRetention(st, hub.RetentionConfig{Keep: cfg.EventRetention, Logger: log})
