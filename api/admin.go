@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strconv"
 	"strings"
@@ -20,8 +21,7 @@ import (
 	"github.com/hubdev/hub/store"
 )
 
-// AdminStore is the part of the store the admin routes for clients and
-// keys use.
+// AdminStore is the part of the store the admin routes use.
 type AdminStore interface {
 	ClientCreate(ctx context.Context, name string) (store.Client, error)
 	ClientGet(ctx context.Context, name string) (store.Client, error)
@@ -32,6 +32,10 @@ type AdminStore interface {
 	APIKeyRevoke(ctx context.Context, id int64) (store.APIKey, error)
 	LeaseCountByClient(ctx context.Context) (map[string]int, error)
 	LeaseCountByKey(ctx context.Context, client string) (map[int64]int, error)
+	LeaseList(ctx context.Context) ([]store.Lease, error)
+	LeaseKick(ctx context.Context, id string) error
+	EmergencySet(ctx context.Context, p store.EmergencySetParams) (store.Emergency, error)
+	EventList(ctx context.Context, p store.EventListParams) ([]store.Event, error)
 }
 
 // Limits of the admin API's input.
@@ -40,30 +44,43 @@ const (
 	maxMaxConnections     = 10000
 	maxLabelLength        = 256      // characters
 	maxAdminBody          = 64 << 10 // bytes
+	maxReasonLength       = 1000     // characters of an emergency's reason
+	defaultEventsLimit    = 100
+	maxEventsLimit        = 1000
 )
 
-// adminHandler serves the admin routes for clients and API keys (SPEC §8).
-// Deactivating a client or revoking a key only changes the database: each
+// adminHandler serves the admin routes (SPEC §8). Deactivating a client,
+// revoking a key or kicking a connection only changes the database: each
 // node's lease loop closes the connections concerned.
 type adminHandler struct {
 	store AdminStore
 	token string
+	stats StatsSource // nil: GET /admin/stats answers 503
 	log   *slog.Logger
 }
 
-// newAdminHandler returns the admin handler; token is HUB_ADMIN_TOKEN, and
-// an empty one refuses every request. A nil log discards.
-func newAdminHandler(store AdminStore, token string, log *slog.Logger) *adminHandler {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	return &adminHandler{store: store, token: token, log: log}
+// adminOptions is what the admin handler needs.
+type adminOptions struct {
+	Store AdminStore
+	// Token is HUB_ADMIN_TOKEN; an empty one refuses every request.
+	Token string
+	// Stats gives this node's figures for GET /admin/stats.
+	Stats  StatsSource
+	Logger *slog.Logger // nil discards
 }
 
-// adminRoutes registers the client and key routes on g, the "/admin"
-// group, behind the admin token. The token check is group middleware, so
-// it also guards the routes added to g afterwards, and unknown paths under
-// g answer 401 before 404.
+// newAdmin returns the admin handler.
+func newAdmin(o adminOptions) *adminHandler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &adminHandler{store: o.Store, token: o.Token, stats: o.Stats, log: o.Logger}
+}
+
+// adminRoutes registers the admin routes on g, the "/admin" group, behind
+// the admin token; openapi.json describes each of them. The token check is
+// group middleware, so it also guards the routes added to g afterwards,
+// and unknown paths under g answer 401 before 404.
 func adminRoutes(g *echo.Group, h *adminHandler) {
 	g.Use(requireToken(h.token))
 	g.POST("/clients", h.clientCreate)
@@ -72,6 +89,12 @@ func adminRoutes(g *echo.Group, h *adminHandler) {
 	g.POST("/clients/:client/keys", h.keyCreate)
 	g.GET("/clients/:client/keys", h.keyList)
 	g.DELETE("/keys/:id", h.keyRevoke)
+	g.GET("/connections", h.connectionList)
+	g.DELETE("/connections/:id", h.connectionKick)
+	g.POST("/emergency", h.emergencySet)
+	g.GET("/events", h.eventList)
+	g.GET("/stats", h.statsGet)
+	g.GET("/openapi.json", openAPIDocument)
 }
 
 // clientView is the client shape of SPEC §8.
@@ -268,6 +291,276 @@ func (h *adminHandler) keyRevoke(c echo.Context) error {
 	}
 	h.log.Info("admin: api key revoked", "client", k.Client, "key_id", k.ID)
 	return c.NoContent(http.StatusNoContent)
+}
+
+// connectionView is the connection shape of SPEC §8.
+type connectionView struct {
+	ID          string    `json:"id"`
+	Node        string    `json:"node"`
+	Client      string    `json:"client"`
+	KeyID       int64     `json:"keyId"`
+	Protocol    string    `json:"protocol"`
+	RemoteAddr  string    `json:"remoteAddr"`
+	ConnectedAt time.Time `json:"connectedAt"`
+	Channels    []string  `json:"channels"`
+}
+
+func newConnectionView(l store.Lease) connectionView {
+	channels := l.Channels
+	if channels == nil {
+		channels = []string{}
+	}
+	return connectionView{
+		ID: l.ID, Node: l.Node, Client: l.Client, KeyID: l.KeyID, Protocol: l.Protocol,
+		RemoteAddr: l.RemoteAddr, ConnectedAt: l.ConnectedAt.UTC(), Channels: channels,
+	}
+}
+
+// connectionList answers GET /admin/connections: the connections of every
+// live node, oldest first.
+func (h *adminHandler) connectionList(c echo.Context) error {
+	leases, err := h.store.LeaseList(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	views := make([]connectionView, len(leases))
+	for i, l := range leases {
+		views[i] = newConnectionView(l)
+	}
+	return c.JSON(http.StatusOK, map[string][]connectionView{"connections": views})
+}
+
+// connectionKick answers DELETE /admin/connections/:id. It marks the
+// lease; the owning node closes the connection with 1008 "closed by admin"
+// at its next lease check, about a second later. Kicking a connection
+// already kicked is a success too, like revoking a revoked key.
+func (h *adminHandler) connectionKick(c echo.Context) error {
+	id := c.Param("id")
+	if err := h.store.LeaseKick(c.Request().Context(), id); err != nil {
+		return storeError(err, fmt.Sprintf("connection %q", id))
+	}
+	h.log.Info("admin: connection kicked", "connection", id)
+	return c.NoContent(http.StatusNoContent)
+}
+
+// optionalString is a JSON field that tells absent from null: Set is false
+// when the field is absent, Value nil when it is null.
+type optionalString struct {
+	Set   bool
+	Value *string
+}
+
+// UnmarshalJSON is called for a present field only, null included.
+func (o *optionalString) UnmarshalJSON(b []byte) error {
+	o.Set = true
+	return json.Unmarshal(b, &o.Value)
+}
+
+type emergencyRequest struct {
+	Emergency *bool          `json:"emergency"`
+	Reason    optionalString `json:"reason"`
+}
+
+// emergencyView is the emergency shape of SPEC §8.
+type emergencyView struct {
+	ID          int        `json:"id"`
+	Emergency   bool       `json:"emergency"`
+	Reason      *string    `json:"reason"`
+	TriggeredAt *time.Time `json:"triggeredAt"`
+}
+
+func newEmergencyView(e store.Emergency) emergencyView {
+	v := emergencyView{ID: e.ID, Emergency: e.Emergency, Reason: e.Reason}
+	if e.TriggeredAt != nil {
+		t := e.TriggeredAt.UTC()
+		v.TriggeredAt = &t
+	}
+	return v
+}
+
+// emergencySet answers POST /admin/emergency. An absent reason keeps the
+// stored one; null or "" clears it. The broadcast follows from the
+// capture trigger, which records nothing when no value changed.
+func (h *adminHandler) emergencySet(c echo.Context) error {
+	var req emergencyRequest
+	if err := bindJSON(c, &req); err != nil {
+		return err
+	}
+	if req.Emergency == nil {
+		return invalid("emergency: required, true or false")
+	}
+	p := store.EmergencySetParams{Emergency: *req.Emergency, SetReason: req.Reason.Set}
+	if r := req.Reason.Value; r != nil && *r != "" {
+		if utf8.RuneCountInString(*r) > maxReasonLength {
+			return invalid(fmt.Sprintf("reason: must be at most %d characters", maxReasonLength))
+		}
+		p.Reason = r
+	}
+	e, err := h.store.EmergencySet(c.Request().Context(), p)
+	if err != nil {
+		return err
+	}
+	h.log.Info("admin: emergency set", "emergency", e.Emergency)
+	return c.JSON(http.StatusOK, newEmergencyView(e))
+}
+
+// eventView is the event shape of SPEC §8; old is absent unless the event
+// is an UPDATE, and client and subject are null when the event has none.
+type eventView struct {
+	ID        string          `json:"id"`
+	Channel   string          `json:"channel"`
+	Event     string          `json:"event"`
+	Client    *string         `json:"client"`
+	Subject   *string         `json:"subject"`
+	Payload   json.RawMessage `json:"payload"`
+	Old       json.RawMessage `json:"old,omitempty"`
+	CreatedAt time.Time       `json:"createdAt"`
+}
+
+func newEventView(e store.Event) eventView {
+	return eventView{
+		ID: e.Pos.String(), Channel: e.Channel, Event: e.Op, Client: nullIfEmpty(e.Client),
+		Subject: nullIfEmpty(e.Subject), Payload: e.Payload, Old: e.Old, CreatedAt: e.CreatedAt.UTC(),
+	}
+}
+
+func nullIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+type eventPage struct {
+	Events []eventView `json:"events"`
+	Next   string      `json:"next,omitempty"` // the last event's position; absent on an empty page
+}
+
+// eventList answers GET /admin/events?after=&channel=&client=&limit=. The
+// page holds what every older transaction has finished with, so paging
+// with next misses nothing committed later.
+func (h *adminHandler) eventList(c echo.Context) error {
+	p, err := eventListParams(c.QueryParams())
+	if err != nil {
+		return err
+	}
+	events, err := h.store.EventList(c.Request().Context(), p)
+	if err != nil {
+		return err
+	}
+	page := eventPage{Events: make([]eventView, len(events))}
+	for i, e := range events {
+		page.Events[i] = newEventView(e)
+	}
+	if len(events) > 0 {
+		page.Next = page.Events[len(events)-1].ID
+	}
+	return c.JSON(http.StatusOK, page)
+}
+
+// eventListParams reads the query of GET /admin/events. Unknown or
+// repeated parameters and values that do not parse are 400 (a misspelled
+// filter must not widen the page silently); values out of range are 422.
+func eventListParams(q url.Values) (store.EventListParams, error) {
+	p := store.EventListParams{Limit: defaultEventsLimit}
+	for name, values := range q {
+		switch {
+		case name != "after" && name != "channel" && name != "client" && name != "limit":
+			return p, echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("unknown query parameter %q", name))
+		case len(values) > 1:
+			return p, echo.NewHTTPError(http.StatusBadRequest, fmt.Sprintf("query parameter %q given more than once", name))
+		}
+	}
+	if s := q.Get("after"); s != "" {
+		pos, err := store.ParsePosition(s)
+		if err != nil {
+			return p, echo.NewHTTPError(http.StatusBadRequest, `after: must be a position "<xid>-<id>"`)
+		}
+		p.After = pos
+	}
+	if s := q.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil && !errors.Is(err, strconv.ErrRange) {
+			return p, echo.NewHTTPError(http.StatusBadRequest, "limit: must be an integer")
+		}
+		if err != nil || n < 1 || n > maxEventsLimit {
+			return p, invalid(fmt.Sprintf("limit: must be between 1 and %d", maxEventsLimit))
+		}
+		p.Limit = n
+	}
+	if p.Channel = q.Get("channel"); p.Channel != "" && !validChannelName(p.Channel) {
+		return p, invalid("channel: must be 1 to 64 characters of A-Z, a-z, 0-9, _, . and -")
+	}
+	if p.Client = q.Get("client"); p.Client != "" && !validClientName(p.Client) {
+		return p, invalid("client: must be 1 to 64 characters of a-z, 0-9, _ and -")
+	}
+	return p, nil
+}
+
+// validChannelName reports whether name can name a channel: 1–64
+// characters of A-Z, a-z, 0-9, _, . and - (the check of hub.channels).
+func validChannelName(name string) bool {
+	if len(name) < 1 || len(name) > 64 {
+		return false
+	}
+	for _, r := range []byte(name) {
+		if (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '_' && r != '.' && r != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// StatsSource gives this node's figures for GET /admin/stats; server
+// implements it from the hub's counters.
+type StatsSource interface {
+	AdminStats() AdminStats
+}
+
+// AdminStats are one node's figures (SPEC §8).
+type AdminStats struct {
+	Node        string
+	Connections ConnectionCounts // this node's live connections
+	// EventsPerSecond and DeliveriesPerSecond are rates over a recent
+	// window (a few seconds) of the events read from the log and the
+	// frames delivered to connections of every protocol.
+	EventsPerSecond     float64
+	DeliveriesPerSecond float64
+	// ReaderLag is hub_reader_lag_seconds: at the latest read, how old its
+	// newest event was; 0 when idle.
+	ReaderLag time.Duration
+	Position  store.Position // the newest position read
+}
+
+// ConnectionCounts are live connections per protocol.
+type ConnectionCounts struct {
+	WS      int `json:"ws"`
+	EOSPark int `json:"eospark"`
+	SSE     int `json:"sse"`
+}
+
+// statsView is the stats shape of SPEC §8.
+type statsView struct {
+	Node                string           `json:"node"`
+	Connections         ConnectionCounts `json:"connections"`
+	EventsPerSecond     float64          `json:"eventsPerSecond"`
+	DeliveriesPerSecond float64          `json:"deliveriesPerSecond"`
+	ReaderLagSeconds    float64          `json:"readerLagSeconds"`
+	Position            string           `json:"position"`
+}
+
+// statsGet answers GET /admin/stats with the figures of the node that
+// serves the request.
+func (h *adminHandler) statsGet(c echo.Context) error {
+	if h.stats == nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "stats are not available on this node")
+	}
+	st := h.stats.AdminStats()
+	return c.JSON(http.StatusOK, statsView{
+		Node: st.Node, Connections: st.Connections,
+		EventsPerSecond: st.EventsPerSecond, DeliveriesPerSecond: st.DeliveriesPerSecond,
+		ReaderLagSeconds: st.ReaderLag.Seconds(), Position: st.Position.String(),
+	})
 }
 
 // validClientName reports whether name is 1–64 characters of a-z, 0-9, _

@@ -26,7 +26,9 @@ type Config struct {
 	AdminToken string
 	// Admin is what the admin API reads and changes; without it the admin
 	// routes are not served.
-	Admin  AdminStore
+	Admin AdminStore
+	// Stats gives this node's figures for GET /admin/stats; nil answers 503.
+	Stats  StatsSource
 	Logger *slog.Logger
 
 	// Hub routes events to the WebSocket connections; without it the
@@ -47,7 +49,7 @@ type Config struct {
 	// WriteTimeout drops a connection whose socket write blocks this long
 	// (HUB_WRITE_TIMEOUT, default 10s).
 	WriteTimeout time.Duration
-	// Conns, when set, counts the live WebSocket connections.
+	// Conns, when set, counts the live WebSocket connections and SSE streams.
 	Conns *Conns
 }
 
@@ -80,6 +82,7 @@ func New(cfg Config) *echo.Echo {
 	h := &handler{cfg: cfg}
 	if cfg.Hub != nil {
 		h.wsA = newWSA(cfg)
+		h.sse = newSSE(cfg)
 	}
 	routes(e, h)
 	return e
@@ -95,14 +98,22 @@ func routes(e *echo.Echo, h *handler) {
 	if h.wsA != nil {
 		e.GET("/ws/subscribe", h.wsA.subscribe)
 	}
-	if h.cfg.Admin != nil {
-		adminRoutes(e.Group("/admin"), newAdminHandler(h.cfg.Admin, h.cfg.AdminToken, h.cfg.Logger))
+	if h.sse != nil {
+		e.GET("/sse/subscribe", h.sse.handle)
+		e.POST("/sse/subscribe", h.sse.handle)
 	}
+	if h.cfg.Admin != nil {
+		adminRoutes(e.Group("/admin"), newAdmin(adminOptions{
+			Store: h.cfg.Admin, Token: h.cfg.AdminToken, Stats: h.cfg.Stats, Logger: h.cfg.Logger,
+		}))
+	}
+	dashboardRoutes(e) // GET / (the page) and GET /dashboard/* (its files)
 }
 
 type handler struct {
 	cfg Config
 	wsA *wsA // nil without a hub
+	sse *sse // nil without a hub
 }
 
 // healthz answers while the process is up.

@@ -156,8 +156,10 @@ func (pg *embeddedPG) adminTokenPath() string { return filepath.Join(pg.dir, adm
 
 // welcome prepares the embedded mode for a person trying the hub: the
 // admin token (kept, unless HUB_ADMIN_TOKEN gives one) and a fresh demo
-// key. It returns the lines to print and the admin token to use.
-func (pg *embeddedPG) welcome(ctx context.Context, st *store.Store, adminToken string) ([][2]string, string, error) {
+// key. It returns the lines to print, with a dashboard link on baseURL
+// that carries the key in its fragment (never sent to a server), and the
+// admin token to use.
+func (pg *embeddedPG) welcome(ctx context.Context, st *store.Store, adminToken, baseURL string) ([][2]string, string, error) {
 	tokenLine := "from HUB_ADMIN_TOKEN"
 	if adminToken == "" {
 		var err error
@@ -175,6 +177,7 @@ func (pg *embeddedPG) welcome(ctx context.Context, st *store.Store, adminToken s
 		dirLine = pg.dir + "  (" + pg.moved + "; data kept across restarts)"
 	}
 	return [][2]string{
+		{"dashboard", baseURL + "/#key=" + key},
 		{"database", pg.url},
 		{"data dir", dirLine},
 		{"demo API key", key + "  (client demo; replaced at every start)"},

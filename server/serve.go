@@ -33,15 +33,17 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 		return err
 	}
 	defer db.close()
-	adminToken, banner := cfg.AdminToken, [][2]string(nil)
-	if db.pg != nil {
-		if banner, adminToken, err = db.pg.welcome(ctx, db.store, adminToken); err != nil {
-			return err
-		}
-	}
 	ln, tlsConfig, err := listen(cfg)
 	if err != nil {
 		return err
+	}
+	baseURL := httpURL(ln.Addr(), tlsConfig != nil)
+	adminToken, banner := cfg.AdminToken, [][2]string(nil)
+	if db.pg != nil {
+		if banner, adminToken, err = db.pg.welcome(ctx, db.store, adminToken, baseURL); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	ready := &readiness{db: stdlib.OpenDBFromPool(db.pool), log: log}
 	defer ready.db.Close()
@@ -54,11 +56,12 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 		return err
 	}
 	node := hub.NewNode(db.store, h, hub.NodeConfig{ID: cfg.NodeID, Logger: log})
+	stats := &adminStats{node: cfg.NodeID, hub: h}
 	conns := &api.Conns{}
 	srv := &http.Server{
 		Handler: api.New(api.Config{
 			Ready: ready.check, AdminToken: adminToken, Logger: log,
-			Hub: h, Store: db.store, Leases: node, Conns: conns, Admin: db.store,
+			Hub: h, Store: db.store, Leases: node, Conns: conns, Admin: db.store, Stats: stats,
 			AuthTimeout: cfg.AuthTimeout, HeartbeatInterval: cfg.HeartbeatInterval,
 			MaxMessageBytes: cfg.MaxMessageBytes, WriteTimeout: cfg.WriteTimeout,
 		}),
@@ -67,12 +70,9 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	printBanner(stdout, append([][2]string{{"listening on", httpURL(ln.Addr(), tlsConfig != nil)}}, banner...))
-	if cfg.Demo {
-		log.Info("HUB_DEMO is on, but this build has no demo data simulator yet")
-	}
+	printBanner(stdout, append([][2]string{{"listening on", baseURL}}, banner...))
 	log.Info("hub started", "addr", ln.Addr().String(), "database", safeDatabase(db.pool))
-	err = runParts(ctx, cfg, parts{store: db.store, hub: h, node: node, start: start, ready: ready, srv: srv, ln: ln}, log)
+	err = runParts(ctx, cfg, parts{pool: db.pool, store: db.store, hub: h, node: node, stats: stats, start: start, ready: ready, srv: srv, ln: ln}, log)
 	// The node closed the sessions with 1012 and released the leases on its
 	// way out; http.Server.Shutdown does not wait for hijacked connections,
 	// so wait for their goroutines here.
@@ -86,7 +86,9 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 
 // parts are what runParts runs.
 type parts struct {
+	pool  *pgxpool.Pool
 	store *store.Store
+	stats *adminStats
 	hub   *hub.Hub
 	node  *hub.Node
 	start store.Position // where the hub and the reader begin
@@ -114,6 +116,10 @@ func runParts(ctx context.Context, cfg Config, p parts, log *slog.Logger) error 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return h.Run(gctx) })
 	g.Go(func() error { return p.node.Run(gctx) })
+	g.Go(func() error { return p.stats.Run(gctx) })
+	if cfg.Demo {
+		g.Go(func() error { return runDemo(gctx, p.pool, log) })
+	}
 	g.Go(func() error { return reader.Run(gctx) })
 	g.Go(func() error { return retention.Run(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, srv, ln, log) })

@@ -1,0 +1,440 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/wire"
+	"github.com/hubdev/hub/store"
+)
+
+// sseCredits is how many frames the hub may have outstanding in a
+// stream's channel; the channel has room for one more, as protocol A's
+// melody buffer has.
+const sseCredits = 16
+
+// sseKeepAlive is the interval of the comment line that keeps proxies from
+// closing an idle stream (SPEC §7).
+const sseKeepAlive = 15 * time.Second
+
+// msgBodyTooBig answers a POST body over HUB_MAX_MESSAGE_BYTES with code
+// 1009, the close code protocol A uses for a frame too big (SPEC §4.1).
+const msgBodyTooBig = "request body too big"
+
+// sse serves the SSE transport (SPEC §7): GET and POST /sse/subscribe.
+// Each request is one subscription; a refusal is an error event, then the
+// stream ends, since EventSource cannot read an error status.
+type sse struct {
+	cfg    Config
+	nodeID string // the connected event's node_id
+	// keepAlive is the interval of the keep-alive comment (default 15s).
+	keepAlive time.Duration
+}
+
+// nodeIDer is what the lease holder offers when it is a *hub.Node.
+type nodeIDer interface{ ID() string }
+
+// newSSE returns the SSE transport; cfg needs Hub, Store and Leases. The
+// node's ID comes from cfg.Leases when it has one (*hub.Node does).
+func newSSE(cfg Config) *sse {
+	cfg = cfg.withDefaults()
+	s := &sse{cfg: cfg, keepAlive: sseKeepAlive}
+	if n, ok := cfg.Leases.(nodeIDer); ok {
+		s.nodeID = n.ID()
+	}
+	return s
+}
+
+// handle serves GET and POST /sse/subscribe until the client goes away or
+// the server ends the stream.
+func (s *sse) handle(c echo.Context) error {
+	if s.cfg.Conns != nil {
+		s.cfg.Conns.wg.Add(1)
+		defer s.cfg.Conns.wg.Done()
+	}
+	r := c.Request()
+	req := readSSERequest(r, s.cfg.MaxMessageBytes)
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set(echo.HeaderCacheControl, "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx would buffer the stream
+	c.Response().WriteHeader(http.StatusOK)
+
+	st := s.open(c)
+	defer st.end()
+	if !st.flush() {
+		return nil
+	}
+	st.subscribe(req)
+	st.serve()
+	return nil
+}
+
+// sseRequest is a subscribe as an SSE request states it.
+type sseRequest struct {
+	key      string // canonical; "" with a refusal
+	channels []string
+	since    string // Last-Event-ID, else since; "" when neither
+	// A refusal found while reading the request: the error event's code
+	// and message; code 0 when there is none.
+	code int
+	msg  string
+}
+
+// readSSERequest reads the key, channels and since of GET (query) or POST
+// (JSON body) /sse/subscribe. A refusal is recorded in the order of SPEC
+// §4 step 7; a malformed body comes before all.
+func readSSERequest(r *http.Request, maxBytes int) sseRequest {
+	q := r.URL.Query()
+	var body wire.Request
+	var out sseRequest
+	if r.Method == http.MethodPost {
+		var ok bool
+		if body, out.code, out.msg, ok = readSSEBody(r.Body, maxBytes); !ok {
+			return out
+		}
+		out.channels, out.since = body.Channels, body.Since
+	} else {
+		out.channels = wire.SplitList(strings.Join(q["channels"], ","))
+		out.since = q.Get("since")
+	}
+	// EventSource reconnects to the same URL with Last-Event-ID: the
+	// position it saw last wins over the since it started from (SPEC §7).
+	if id := strings.TrimSpace(r.Header.Get("Last-Event-ID")); id != "" {
+		out.since = id
+	}
+	if out.key, out.msg = sseKey(r.Header, q.Get("apiKey"), body.APIKey); out.msg != "" {
+		out.code = wire.ClosePolicy
+	}
+	return out
+}
+
+// readSSEBody decodes a POST body; an empty one is an empty request, so
+// that the key may come in a header alone (seed 000).
+func readSSEBody(body io.Reader, maxBytes int) (req wire.Request, code int, msg string, ok bool) {
+	data, err := io.ReadAll(io.LimitReader(body, int64(maxBytes)+1))
+	switch {
+	case err != nil:
+		return req, wire.ClosePolicy, wire.MsgInvalidMessage, false
+	case len(data) > maxBytes:
+		return req, wire.CloseTooBig, msgBodyTooBig, false
+	case len(bytes.TrimSpace(data)) == 0:
+		return wire.Request{Type: wire.TypeSubscribe}, 0, "", true
+	}
+	if req, err = wire.DecodeSSE(data); err != nil {
+		return req, wire.ClosePolicy, wire.MsgInvalidMessage, false
+	}
+	return req, 0, "", true
+}
+
+// sseKey returns the canonical key of a request, or the message refusing
+// it. The key may come in Authorization (Bearer or bare, as SPEC §4.4),
+// X-API-Key, the apiKey query parameter (EventSource sets no headers) or
+// the body; empty values count as missing. Sources that name different
+// keys, or another Authorization scheme, make the key invalid (§4.4).
+func sseKey(h http.Header, query, body string) (key, msg string) {
+	var sent []string
+	if auth, ok := h["Authorization"]; ok {
+		v := strings.TrimSpace(auth[0])
+		scheme, rest, found := strings.Cut(v, " ")
+		switch {
+		case found && strings.EqualFold(scheme, "bearer"):
+			sent = append(sent, rest)
+		case found:
+			return "", wire.MsgInvalidAPIKey
+		case !strings.EqualFold(v, "bearer"):
+			sent = append(sent, v)
+		}
+	}
+	sent = append(sent, h.Get("X-Api-Key"), query, body)
+	for _, k := range sent {
+		if k = strings.TrimSpace(k); k == "" {
+			continue
+		}
+		canon, ok := wire.CanonicalKey(k, true)
+		switch {
+		case !ok:
+			return "", wire.MsgInvalidKeyFormat
+		case key != "" && canon != key:
+			return "", wire.MsgInvalidAPIKey
+		}
+		key = canon
+	}
+	if key == "" {
+		return "", wire.MsgAPIKeyRequired
+	}
+	return key, ""
+}
+
+// sseStream is one SSE response. The handler goroutine owns it; only
+// sseConn's methods are called by the hub, from other goroutines.
+type sseStream struct {
+	s      *sse
+	id     string // the connection's and its lease's ID
+	r      *http.Request
+	w      io.Writer
+	rc     *http.ResponseController
+	conn   *sseConn
+	sess   *hub.Session
+	log    *slog.Logger
+	leased bool
+}
+
+func (s *sse) open(c echo.Context) *sseStream {
+	id := rand.Text()
+	r := c.Request()
+	log := s.cfg.Logger.With("conn", id, "remote", r.RemoteAddr)
+	st := &sseStream{
+		s: s, id: id, r: r, w: c.Response(), rc: http.NewResponseController(c.Response()), log: log,
+		conn: &sseConn{frames: make(chan []byte, sseCredits), closing: make(chan struct{}), log: log},
+	}
+	st.sess = s.cfg.Hub.Connect(hub.ConnectParams{ID: id, Conn: st.conn, Protocol: hub.ProtocolSSE, Credits: sseCredits})
+	return st
+}
+
+// sseConn is the stream as the hub sees it. Send and Close hand over to
+// the handler goroutine and never block.
+type sseConn struct {
+	frames  chan []byte   // capacity sseCredits: the hub keeps within it
+	closing chan struct{} // closed by Close, after code and reason are set
+	once    sync.Once
+	code    int
+	reason  string
+	log     *slog.Logger
+}
+
+// Send implements hub.Conn.
+func (c *sseConn) Send(frame []byte) {
+	select {
+	case c.frames <- frame:
+	default: // cannot happen while the hub keeps to its credits
+		c.log.Error("SSE buffer overflow")
+	}
+}
+
+// Close implements hub.Conn: the handler writes the error event and ends
+// the stream. The first close wins.
+func (c *sseConn) Close(code int, reason string) {
+	c.once.Do(func() {
+		c.code, c.reason = code, reason
+		close(c.closing)
+	})
+}
+
+// subscribe checks the request in the order of SPEC §4 step 7 and
+// subscribes the session. A refusal closes the session: the error event
+// then ends the stream. An unknown channel or an invalid since, which
+// leave a protocol A connection open, end the stream too with 1008: an
+// SSE stream cannot take another subscribe.
+func (st *sseStream) subscribe(req sseRequest) {
+	if req.code != 0 {
+		st.sess.Close(req.code, req.msg)
+		return
+	}
+	ctx := st.r.Context()
+	auth, ok := st.authenticate(ctx, req.key)
+	if !ok {
+		return
+	}
+	all := len(req.channels) == 0
+	channels, ok := st.resolveChannels(req.channels)
+	if !ok {
+		return
+	}
+	var since *store.Position
+	if req.since != "" {
+		p, err := store.ParsePosition(req.since)
+		if err != nil {
+			st.sess.Close(wire.ClosePolicy, wire.MsgInvalidSince)
+			return
+		}
+		since = &p
+	}
+	if !st.acquireLease(ctx, auth, channels) {
+		return
+	}
+	_, err := st.sess.Subscribe(ctx, hub.Subscription{
+		Client: auth.client, Channels: channels, All: all, Since: since,
+		Reply: func(recovered bool) []byte {
+			return wire.AppendSSEConnected(nil, st.s.nodeID, wire.Subscribed{ID: 1, Channels: channels, Resumed: since != nil, Recovered: recovered})
+		},
+	})
+	switch {
+	case errors.Is(err, hub.ErrUnknownChannel): // detached since the check
+		st.sess.Close(wire.ClosePolicy, wire.UnknownChannel(strings.TrimPrefix(err.Error(), hub.ErrUnknownChannel.Error()+": ")))
+	case err != nil:
+		st.unavailable(err)
+	}
+}
+
+// authenticate looks the key up; false after closing the session.
+func (st *sseStream) authenticate(ctx context.Context, key string) (apiKeyAuth, bool) {
+	a, err := st.s.cfg.Store.APIKeyLookup(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound), err == nil && (a.RevokedAt != nil || !a.ClientActive):
+		st.sess.Close(wire.ClosePolicy, wire.MsgInvalidAPIKey)
+		return apiKeyAuth{}, false
+	case err != nil:
+		st.unavailable(err)
+		return apiKeyAuth{}, false
+	}
+	return apiKeyAuth{key: key, id: a.ID, client: a.Client}, true
+}
+
+// resolveChannels returns the named channels, or every attached one when
+// none is named; false after closing the session.
+func (st *sseStream) resolveChannels(names []string) ([]string, bool) {
+	attached := st.s.cfg.Hub.Channels()
+	if len(names) == 0 {
+		return attached, true
+	}
+	known := make(map[string]bool, len(attached))
+	for _, n := range attached {
+		known[n] = true
+	}
+	for _, n := range names {
+		if !known[n] {
+			st.sess.Close(wire.ClosePolicy, wire.UnknownChannel(n))
+			return nil, false
+		}
+	}
+	return names, true
+}
+
+// acquireLease takes a slot of the key's connection limit (SPEC §3); false
+// after closing the session.
+func (st *sseStream) acquireLease(ctx context.Context, auth apiKeyAuth, channels []string) bool {
+	err := st.s.cfg.Leases.Acquire(ctx, store.LeaseAcquireParams{
+		ID: st.id, KeyID: auth.id, Client: auth.client,
+		Protocol: store.ProtocolSSE, RemoteAddr: st.r.RemoteAddr, Channels: channels,
+	})
+	switch {
+	case errors.Is(err, store.ErrConnectionLimit):
+		st.sess.Close(wire.ClosePolicy, wire.MsgConnectionLimit)
+	case errors.Is(err, store.ErrKeyInvalid):
+		st.sess.Close(wire.ClosePolicy, wire.MsgInvalidAPIKey)
+	case err != nil:
+		st.unavailable(err)
+	default:
+		st.leased = true
+		return true
+	}
+	return false
+}
+
+// unavailable ends the stream when the database failed the subscribe:
+// the client may try again later (SPEC §4.2).
+func (st *sseStream) unavailable(err error) {
+	if !errors.Is(err, context.Canceled) {
+		st.log.Error("SSE subscribe failed", "err", err)
+	}
+	st.sess.Close(wire.CloseTryAgain, wire.MsgServiceUnavailable)
+}
+
+// serve writes what the hub hands over, and a keep-alive comment when the
+// stream is idle, until the session is closed or the client goes away.
+func (st *sseStream) serve() {
+	keepAlive := time.NewTicker(st.s.keepAlive)
+	defer keepAlive.Stop()
+	unflushed := 0
+	for {
+		select {
+		case f := <-st.conn.frames:
+			if !st.write(f) {
+				return
+			}
+			st.sess.Sent()
+			// Flush once a burst is written, and at least every
+			// sseCredits frames.
+			if unflushed++; len(st.conn.frames) == 0 || unflushed >= sseCredits {
+				if !st.flush() {
+					return
+				}
+				unflushed = 0
+			}
+			keepAlive.Reset(st.s.keepAlive)
+		case <-keepAlive.C:
+			if !st.write(wire.AppendSSEKeepAlive(nil)) || !st.flush() {
+				return
+			}
+		case <-st.conn.closing:
+			st.finish()
+			return
+		case <-st.r.Context().Done():
+			return
+		}
+	}
+}
+
+// finish writes the frames handed over before the close, then the error
+// event, which ends the stream (SPEC §7).
+func (st *sseStream) finish() {
+	for drained := false; !drained; {
+		select {
+		case f := <-st.conn.frames:
+			if !st.write(f) {
+				return
+			}
+		default:
+			drained = true
+		}
+	}
+	if st.write(wire.AppendSSEError(nil, st.conn.reason, st.conn.code)) {
+		st.flush()
+	}
+}
+
+// write writes f; false when the stream is broken. A write blocked past
+// the write timeout means the socket is jammed (SPEC §6).
+func (st *sseStream) write(f []byte) bool {
+	st.deadline()
+	_, err := st.w.Write(f)
+	return st.writeOK(err)
+}
+
+func (st *sseStream) flush() bool {
+	st.deadline()
+	return st.writeOK(st.rc.Flush())
+}
+
+func (st *sseStream) deadline() {
+	// Not every ResponseWriter supports deadlines; without one a jammed
+	// socket blocks until the client goes away.
+	_ = st.rc.SetWriteDeadline(time.Now().Add(st.s.cfg.WriteTimeout))
+}
+
+func (st *sseStream) writeOK(err error) bool {
+	if err == nil {
+		return true
+	}
+	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+		st.sess.Jammed()
+	}
+	st.log.Debug("SSE write failed", "err", err)
+	return false
+}
+
+// end lets go of the session and the lease once the stream ends.
+func (st *sseStream) end() {
+	// A deadline would outlive the request on a kept-alive connection.
+	_ = st.rc.SetWriteDeadline(time.Time{})
+	st.sess.Gone()
+	if !st.leased {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(st.r.Context()), releaseTimeout)
+	defer cancel()
+	st.s.cfg.Leases.Release(ctx, st.id)
+}
