@@ -36,6 +36,7 @@ func (h *Hub) catchUp(s *Session) {
 		gen, cursor := s.gen, s.cursor
 		s.mu.Unlock()
 
+		hubPos := h.position() // before the read: the read covers every event up to it
 		page, err := h.log.EventsAfter(h.ctx, cursor, h.cfg.PageSize)
 		if err != nil {
 			if h.ctx.Err() != nil {
@@ -56,7 +57,7 @@ func (h *Hub) catchUp(s *Session) {
 		if !h.feed(s, gen, page) {
 			continue // resubscribed meanwhile, or closed: look again
 		}
-		if len(page) < h.cfg.PageSize && h.rejoin(s, gen) {
+		if len(page) < h.cfg.PageSize && h.rejoin(s, gen, hubPos) {
 			return
 		}
 	}
@@ -105,8 +106,12 @@ func (h *Hub) feed(s *Session, gen int, page []store.Event) bool {
 }
 
 // rejoin returns the session to live delivery if it has seen everything
-// the hub has delivered; no batch is in flight while it checks.
-func (h *Hub) rejoin(s *Session, gen int) bool {
+// the hub has delivered; no batch is in flight while it checks. hubPos is
+// the hub's position before the short read that brought the session up to
+// the watermark: every event up to it was in that read or before it, so a
+// cursor behind it (the hub may start at a position no event has) moves up
+// to it when the hub has delivered nothing since.
+func (h *Hub) rejoin(s *Session, gen int, hubPos store.Position) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s.mu.Lock()
@@ -114,9 +119,19 @@ func (h *Hub) rejoin(s *Session, gen int) bool {
 	if s.closed || s.gen != gen {
 		return false
 	}
+	if s.cursor.Less(hubPos) && h.pos == hubPos {
+		s.cursor = hubPos
+	}
 	if s.cursor.Less(h.pos) {
 		return false
 	}
 	s.live, s.catching = true, false
 	return true
+}
+
+// position is the position of the last event the hub delivered.
+func (h *Hub) position() store.Position {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.pos
 }

@@ -331,3 +331,33 @@ func positions(events []wire.Event) []string {
 	}
 	return out
 }
+
+// A node starts at the watermark, a position no event has. A resume on a
+// node that has delivered nothing since must still rejoin live delivery
+// once it has read the log, not keep reading it.
+func TestResumeOnFreshNode(t *testing.T) {
+	t.Parallel()
+	pool, _ := storetest.NewPool(t)
+	st := store.New(pool)
+	ctx := context.Background()
+	_, err := pool.Exec(ctx, `INSERT INTO orders (client, account_id) VALUES ('acme', 'before')`)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { b, err := st.BacklogCheck(ctx); return err == nil && !b.HeldBack }, 30*time.Second, 5*time.Millisecond)
+	start, err := st.EventStart(ctx)
+	require.NoError(t, err)
+	b := &hubBundle{pool: pool, store: st, hub: hub.New(st, start, hub.Config{})}
+	r := hub.NewReader(st, hub.ReaderConfig{Start: start, Deliver: b.hub.Deliver, OnChannels: b.hub.RefreshChannels})
+	runUntilCleanup(t, r.Run)
+	runUntilCleanup(t, b.hub.Run)
+	require.NoError(t, b.hub.LoadChannels(ctx))
+
+	since := store.Position{}
+	conn, _ := b.connect(t, hub.Subscription{Client: "acme", Channels: []string{"orders"}, Since: &since})
+	require.Len(t, conn.wait(t, 1), 1, "the event before the node's start, from the log")
+	require.Eventually(t, func() bool { return b.hub.Stats().CatchingUp == 0 }, 10*time.Second, time.Millisecond,
+		"back to live delivery")
+	b.exec(t, `INSERT INTO orders (client, account_id) VALUES ('acme', 'after')`)
+	got := conn.wait(t, 2)
+	require.Len(t, got, 2)
+	requireInOrderOnce(t, got)
+}
