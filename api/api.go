@@ -40,6 +40,9 @@ type Config struct {
 	// AuthTimeout is the time a protocol A connection has to subscribe
 	// (HUB_AUTH_TIMEOUT, default 30s).
 	AuthTimeout time.Duration
+	// EOSParkHeartbeat is protocol B's heartbeat (HUB_EOSPARK_HEARTBEAT,
+	// default 10s).
+	EOSParkHeartbeat time.Duration
 	// HeartbeatInterval is protocol A's heartbeat (HUB_HEARTBEAT_INTERVAL,
 	// default 60s).
 	HeartbeatInterval time.Duration
@@ -82,6 +85,7 @@ func New(cfg Config) *echo.Echo {
 	h := &handler{cfg: cfg}
 	if cfg.Hub != nil {
 		h.wsA = newWSA(cfg)
+		h.wsB = newWSB(cfg, cfg.EOSParkHeartbeat)
 		h.sse = newSSE(cfg)
 	}
 	routes(e, h)
@@ -98,6 +102,9 @@ func routes(e *echo.Echo, h *handler) {
 	if h.wsA != nil {
 		e.GET("/ws/subscribe", h.wsA.subscribe)
 	}
+	if h.wsB != nil {
+		e.GET("/v1/ws", h.wsB.handle)
+	}
 	if h.sse != nil {
 		e.GET("/sse/subscribe", h.sse.handle)
 		e.POST("/sse/subscribe", h.sse.handle)
@@ -113,6 +120,7 @@ func routes(e *echo.Echo, h *handler) {
 type handler struct {
 	cfg Config
 	wsA *wsA // nil without a hub
+	wsB *wsB // nil without a hub
 	sse *sse // nil without a hub
 }
 

@@ -62,7 +62,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 		Handler: api.New(api.Config{
 			Ready: ready.check, AdminToken: adminToken, Logger: log,
 			Hub: h, Store: db.store, Leases: node, Conns: conns, Admin: db.store, Stats: stats,
-			AuthTimeout: cfg.AuthTimeout, HeartbeatInterval: cfg.HeartbeatInterval,
+			AuthTimeout: cfg.AuthTimeout, HeartbeatInterval: cfg.HeartbeatInterval, EOSParkHeartbeat: cfg.EOSparkHeartbeat,
 			MaxMessageBytes: cfg.MaxMessageBytes, WriteTimeout: cfg.WriteTimeout,
 		}),
 		TLSConfig:         tlsConfig,

@@ -1,0 +1,396 @@
+package api
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"maps"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/olahol/melody"
+
+	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/wire"
+	"github.com/hubdev/hub/store"
+)
+
+// defaultEOSParkHeartbeat is protocol B's heartbeat interval when none is
+// configured (HUB_EOSPARK_HEARTBEAT, SPEC §5).
+const defaultEOSParkHeartbeat = 10 * time.Second
+
+// maxEntriesB bounds a connection's (account, contract, action) entries,
+// so that subscribes naming ever new actions cannot grow its memory: room
+// for every account and contract with the empty action and each op.
+const maxEntriesB = wire.MaxAccountsB * wire.MaxContractsB * 4
+
+// msgTooManyEntriesB refuses a subscribe past maxEntriesB.
+var msgTooManyEntriesB = "too many subscriptions (at most " + strconv.Itoa(maxEntriesB) + " per connection)"
+
+// wsB serves protocol B, EOSPark-compatible (SPEC §5), on one melody
+// instance. It authenticates at the upgrade: a connection holds its lease
+// from then until it ends.
+type wsB struct {
+	cfg       Config
+	heartbeat time.Duration
+	m         *melody.Melody
+}
+
+// newWSB returns protocol B's handler; heartbeat is HUB_EOSPARK_HEARTBEAT
+// (default 10s). cfg has its defaults applied.
+func newWSB(cfg Config, heartbeat time.Duration) *wsB {
+	w := &wsB{cfg: cfg, heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat), m: melody.New()}
+	w.m.Config.MessageBufferSize = wsCredits + 1 // see wsCredits
+	w.m.Config.MaxMessageSize = int64(cfg.MaxMessageBytes)
+	w.m.Config.WriteWait = cfg.WriteTimeout
+	w.m.HandleConnect(w.connect)
+	w.m.HandleMessage(func(ms *melody.Session, data []byte) { connB(ms).message(data) })
+	w.m.HandleMessageBinary(func(ms *melody.Session, _ []byte) { connB(ms).sendError(wire.MsgInvalidMessage) })
+	w.m.HandleSentMessage(func(ms *melody.Session, _ []byte) { connB(ms).sess.Sent() })
+	w.m.HandleDisconnect(func(ms *melody.Session) { connB(ms).gone() })
+	w.m.HandleError(func(ms *melody.Session, err error) {
+		switch {
+		case errors.Is(err, melody.ErrMessageBufferFull):
+			cfg.Logger.Error("protocol B buffer overflow", "remote", ms.Request.RemoteAddr)
+		case writeTimedOut(err):
+			connB(ms).sess.Jammed() // melody drops the connection next (SPEC §6)
+		}
+	})
+	return w
+}
+
+// handle upgrades GET /v1/ws.
+func (w *wsB) handle(c echo.Context) error {
+	if w.cfg.Conns != nil {
+		w.cfg.Conns.wg.Add(1)
+		defer w.cfg.Conns.wg.Done()
+	}
+	if err := w.m.HandleRequest(c.Response(), c.Request()); err != nil {
+		w.cfg.Logger.Debug("websocket upgrade failed", "err", err)
+	}
+	return nil
+}
+
+func connB(ms *melody.Session) *wsBConn { return ms.MustGet(wsKey).(*wsBConn) }
+
+// wsBConn is one protocol B connection. Melody calls connect, message and
+// gone on the connection's read goroutine, one at a time.
+type wsBConn struct {
+	id   string // the connection's and its lease's ID
+	w    *wsB
+	ms   *melody.Session
+	sess *hub.Session
+	log  *slog.Logger
+	// refusal is the auth or error frame sent instead of the close message
+	// when the connection is refused at the upgrade.
+	refusal atomic.Pointer[[]byte]
+
+	// Read goroutine only.
+	client string
+	leased bool
+	since  *store.Position // ?since=, until a subscribe has replayed it
+	subs   subsB
+}
+
+func (w *wsB) connect(ms *melody.Session) {
+	id := rand.Text()
+	c := &wsBConn{w: w, ms: ms, id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
+	ms.Set(wsKey, c)
+	if err := limitSendBuffer(ms.WebsocketConnection().UnderlyingConn()); err != nil {
+		c.log.Debug("limiting the socket's send buffer failed", "err", err)
+	}
+	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
+		ID: id, Conn: c, Protocol: hub.ProtocolB, Credits: wsCredits,
+		Heartbeat:      func(now time.Time) []byte { return wire.AppendHeartbeatB(nil, now) },
+		HeartbeatEvery: w.heartbeat,
+	})
+	c.authenticate()
+}
+
+// authenticate checks the upgrade request's key, then its since, then
+// takes the lease (repeat connection before limit, SPEC §5); a refusal
+// closes the connection with 1008.
+func (c *wsBConn) authenticate() {
+	r := c.ms.Request
+	ctx := r.Context()
+	key, ok := requestKeyB(r.URL.Query(), r.Header)
+	if !ok {
+		c.refuse(wire.ErrnoForbidden, wire.MsgForbidden)
+		return
+	}
+	a, err := c.w.cfg.Store.APIKeyLookup(ctx, key)
+	switch {
+	case errors.Is(err, store.ErrNotFound), err == nil && (a.RevokedAt != nil || !a.ClientActive):
+		c.refuse(wire.ErrnoForbidden, wire.MsgForbidden)
+		return
+	case err != nil:
+		c.unavailable(err)
+		return
+	}
+	if s := r.URL.Query().Get("since"); s != "" {
+		p, err := store.ParsePosition(s)
+		if err != nil {
+			c.closeWith(wire.AppendErrorB(nil, wire.MsgInvalidSince), wire.MsgInvalidSince)
+			return
+		}
+		c.since = &p
+	}
+	err = c.w.cfg.Leases.Acquire(ctx, store.LeaseAcquireParams{
+		ID: c.id, KeyID: a.ID, Client: a.Client, Protocol: store.ProtocolEOSPark, RemoteAddr: r.RemoteAddr,
+	})
+	switch {
+	case errors.Is(err, store.ErrRepeatConnection):
+		c.refuse(wire.ErrnoRepeat, wire.MsgNoRepeat)
+	case errors.Is(err, store.ErrConnectionLimit):
+		c.refuse(wire.ErrnoLimit, wire.MsgConnectionLimit)
+	case errors.Is(err, store.ErrKeyInvalid):
+		c.refuse(wire.ErrnoForbidden, wire.MsgForbidden)
+	case err != nil:
+		c.unavailable(err)
+	default:
+		c.client, c.leased = a.Client, true
+	}
+}
+
+// requestKeyB returns the canonical key of the query's or the header's
+// apikey; false without one, with a malformed one, or when both are given
+// and differ.
+func requestKeyB(q url.Values, h http.Header) (string, bool) {
+	var key string
+	for _, k := range []string{q.Get("apikey"), h.Get("apikey")} {
+		if k == "" {
+			continue
+		}
+		canon, ok := wire.CanonicalKey(k, true)
+		if !ok || key != "" && canon != key {
+			return "", false
+		}
+		key = canon
+	}
+	return key, key != ""
+}
+
+// refuse answers an authentication failure with its auth frame, then
+// closes with 1008 and the same text.
+func (c *wsBConn) refuse(errno int, msg string) {
+	c.closeWith(wire.AppendAuthB(nil, errno, msg), msg)
+}
+
+// closeWith sends frame, then closes with 1008 and reason.
+func (c *wsBConn) closeWith(frame []byte, reason string) {
+	c.refusal.CompareAndSwap(nil, &frame)
+	c.sess.Close(wire.ClosePolicy, reason)
+}
+
+// unavailable closes the connection when the database failed it: the
+// client may try again later (SPEC §2.3 "Outages").
+func (c *wsBConn) unavailable(err error) {
+	if !errors.Is(err, context.Canceled) {
+		c.log.Error("protocol B request failed", "err", err)
+	}
+	c.sess.Close(wire.CloseTryAgain, wire.MsgServiceUnavailable)
+}
+
+// Send implements hub.Conn; the buffer has room (see wsCredits).
+func (c *wsBConn) Send(frame []byte) { _ = c.ms.Write(frame) }
+
+// Close implements hub.Conn: the refusal frame, or else the close message
+// of SPEC §5, then the close frame. The buffer keeps room for both.
+func (c *wsBConn) Close(code int, reason string) {
+	if f := c.refusal.Load(); f != nil {
+		_ = c.ms.Write(*f)
+	} else {
+		_ = c.ms.Write(wire.AppendCloseB(nil, code, reason))
+	}
+	_ = c.ms.CloseWithMsg(melody.FormatCloseMessage(code, wire.CloseReason(reason)))
+}
+
+func (c *wsBConn) sendError(msg string) { c.sess.Send(wire.AppendErrorB(nil, msg)) }
+
+func (c *wsBConn) message(data []byte) {
+	if !c.leased {
+		return // refused; the close is on its way
+	}
+	req, err := wire.DecodeB(data)
+	if errors.Is(err, wire.ErrInvalidMessage) {
+		c.sendError(wire.MsgInvalidMessage)
+		return
+	}
+	if err != nil {
+		c.sess.Send(replyB(req.Type, err.Error()))
+		return
+	}
+	known := c.w.cfg.Hub.Channels()
+	next, reason := c.subs.change(req, func(name string) bool { _, ok := slices.BinarySearch(known, name); return ok })
+	if reason != "" {
+		c.sess.Send(replyB(req.Type, reason))
+		return
+	}
+	c.apply(next, known, replyB(req.Type, ""))
+}
+
+// replyB is the reply to a subscribe or unsubscribe; reason "" is ok.
+func replyB(msgType, reason string) []byte {
+	if msgType == wire.MsgTypeSubscribe {
+		return wire.AppendSubscribeB(nil, reason)
+	}
+	return wire.AppendUnsubscribeB(nil, reason)
+}
+
+// apply makes next the session's subscription, queueing reply before any
+// event it brings. The first subscription replays ?since. known are the
+// attached channels, sorted: a contract detached since it was subscribed
+// stays in next but receives nothing (SPEC §2.2).
+func (c *wsBConn) apply(next subsB, known []string, reply []byte) {
+	ctx := c.ms.Request.Context()
+	var channels []string
+	for name := range next {
+		if _, ok := slices.BinarySearch(known, name); ok {
+			channels = append(channels, name)
+		}
+	}
+	slices.Sort(channels)
+	if len(next) == 0 {
+		c.sess.Unsubscribe()
+		c.sess.Send(reply)
+	} else {
+		_, err := c.sess.Subscribe(ctx, hub.Subscription{
+			Client: c.client, Channels: channels, Match: next.match, Since: c.since,
+			Reply: func(bool) []byte { return reply },
+		})
+		if errors.Is(err, hub.ErrUnknownChannel) {
+			// Detached between the check and the subscribe: refused.
+			c.sess.Send(replyB(wire.MsgTypeSubscribe, wire.UnknownContract(unknownName(err))))
+			return
+		}
+		if err != nil {
+			c.unavailable(err)
+			return
+		}
+		c.since = nil
+	}
+	c.subs = next
+	c.w.cfg.Leases.UpdateChannels(ctx, c.id, channels)
+}
+
+func unknownName(err error) string {
+	return strings.TrimPrefix(err.Error(), hub.ErrUnknownChannel.Error()+": ")
+}
+
+// gone ends the connection's hub session and releases its lease.
+func (c *wsBConn) gone() {
+	c.sess.Gone()
+	if !c.leased {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ms.Request.Context()), releaseTimeout)
+	defer cancel()
+	c.w.cfg.Leases.Release(ctx, c.id)
+}
+
+// subsB is a protocol B connection's subscription, a set of (account,
+// contract, action) entries kept as contract → account → actions, where
+// account "*" is every subject (also none) and action "" every op (SPEC
+// §5). A subsB is never changed once made: sessions match with it on
+// other goroutines, so changes make a new one.
+type subsB map[string]map[string]map[string]bool
+
+// change returns the subscription after req, or the reason req is refused;
+// known tells whether a contract names an attached channel. A refused
+// subscribe changes nothing; an unsubscribe is never refused.
+func (s subsB) change(req wire.RequestB, known func(string) bool) (subsB, string) {
+	if req.Type == wire.MsgTypeUnsubscribe {
+		return s.without(req.Accounts[0], req.Contracts[0], req.Action), ""
+	}
+	for _, name := range req.Contracts {
+		if !known(name) {
+			return s, wire.UnknownContract(name)
+		}
+	}
+	next := s.clone()
+	for _, contract := range req.Contracts {
+		accounts := next[contract]
+		if accounts == nil {
+			accounts = map[string]map[string]bool{}
+			next[contract] = accounts
+		}
+		for _, account := range req.Accounts {
+			if accounts[account] == nil {
+				accounts[account] = map[string]bool{}
+			}
+			accounts[account][req.Action] = true
+		}
+	}
+	accounts, entries := next.count()
+	switch {
+	case accounts > wire.MaxAccountsB:
+		return s, wire.MsgTooManyAccounts
+	case len(next) > wire.MaxContractsB:
+		return s, wire.MsgTooManyContracts
+	case entries > maxEntriesB:
+		return s, msgTooManyEntriesB
+	}
+	return next, ""
+}
+
+// without removes the entries of the pair with action, or all of them
+// when action is "".
+func (s subsB) without(account, contract, action string) subsB {
+	actions := s[contract][account]
+	if actions == nil || action != "" && !actions[action] {
+		return s // not subscribed: still ok
+	}
+	next := s.clone()
+	if action != "" {
+		delete(next[contract][account], action)
+	}
+	if action == "" || len(next[contract][account]) == 0 {
+		delete(next[contract], account)
+	}
+	if len(next[contract]) == 0 {
+		delete(next, contract)
+	}
+	return next
+}
+
+func (s subsB) clone() subsB {
+	next := make(subsB, len(s))
+	for contract, accounts := range s {
+		next[contract] = make(map[string]map[string]bool, len(accounts))
+		for account, actions := range accounts {
+			next[contract][account] = maps.Clone(actions)
+		}
+	}
+	return next
+}
+
+// count returns the distinct accounts and the entries.
+func (s subsB) count() (accounts, entries int) {
+	seen := map[string]bool{}
+	for _, byAccount := range s {
+		for account, actions := range byAccount {
+			seen[account] = true
+			entries += len(actions)
+		}
+	}
+	return len(seen), entries
+}
+
+// match reports whether an entry covers e; the hub has checked the
+// channel and the tenant already.
+func (s subsB) match(e *store.Event) bool {
+	accounts := s[e.Channel]
+	if star := accounts["*"]; star[""] || star[e.Op] {
+		return true
+	}
+	own := accounts[e.Subject]
+	return e.Subject != "" && (own[""] || own[e.Op])
+}
