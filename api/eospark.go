@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -47,39 +46,13 @@ type wsB struct {
 // newWSB returns protocol B's handler; heartbeat is HUB_EOSPARK_HEARTBEAT
 // (default 10s). cfg has its defaults applied.
 func newWSB(cfg Config, heartbeat time.Duration) *wsB {
-	w := &wsB{cfg: cfg, heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat), m: melody.New()}
-	w.m.Config.MessageBufferSize = wsCredits + 1 // see wsCredits
-	w.m.Config.MaxMessageSize = int64(cfg.MaxMessageBytes)
-	w.m.Config.WriteWait = cfg.WriteTimeout
+	w := &wsB{cfg: cfg, heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat), m: newMelody(cfg, "B")}
 	w.m.HandleConnect(w.connect)
-	w.m.HandleMessage(func(ms *melody.Session, data []byte) { connB(ms).message(data) })
-	w.m.HandleMessageBinary(func(ms *melody.Session, _ []byte) { connB(ms).sendError(wire.MsgInvalidMessage) })
-	w.m.HandleSentMessage(func(ms *melody.Session, _ []byte) { connB(ms).sess.Sent() })
-	w.m.HandleDisconnect(func(ms *melody.Session) { connB(ms).gone() })
-	w.m.HandleError(func(ms *melody.Session, err error) {
-		switch {
-		case errors.Is(err, melody.ErrMessageBufferFull):
-			cfg.Logger.Error("protocol B buffer overflow", "remote", ms.Request.RemoteAddr)
-		case writeTimedOut(err):
-			connB(ms).sess.Jammed() // melody drops the connection next (SPEC §6)
-		}
-	})
 	return w
 }
 
 // handle upgrades GET /v1/ws.
-func (w *wsB) handle(c echo.Context) error {
-	if w.cfg.Conns != nil {
-		w.cfg.Conns.wg.Add(1)
-		defer w.cfg.Conns.wg.Done()
-	}
-	if err := w.m.HandleRequest(c.Response(), c.Request()); err != nil {
-		w.cfg.Logger.Debug("websocket upgrade failed", "err", err)
-	}
-	return nil
-}
-
-func connB(ms *melody.Session) *wsBConn { return ms.MustGet(wsKey).(*wsBConn) }
+func (w *wsB) handle(c echo.Context) error { return serveMelody(w.cfg, w.m, c) }
 
 // wsBConn is one protocol B connection. Melody calls connect, message and
 // gone on the connection's read goroutine, one at a time.
@@ -126,9 +99,9 @@ func (c *wsBConn) authenticate() {
 		c.refuse(wire.ErrnoForbidden, wire.MsgForbidden)
 		return
 	}
-	a, err := c.w.cfg.Store.APIKeyLookup(ctx, key)
+	auth, err := lookupKey(ctx, c.w.cfg.Store, key)
 	switch {
-	case errors.Is(err, store.ErrNotFound), err == nil && (a.RevokedAt != nil || !a.ClientActive):
+	case errors.Is(err, errKeyRefused):
 		c.refuse(wire.ErrnoForbidden, wire.MsgForbidden)
 		return
 	case err != nil:
@@ -144,7 +117,7 @@ func (c *wsBConn) authenticate() {
 		c.since = &p
 	}
 	err = c.w.cfg.Leases.Acquire(ctx, store.LeaseAcquireParams{
-		ID: c.id, KeyID: a.ID, Client: a.Client, Protocol: store.ProtocolEOSPark, RemoteAddr: r.RemoteAddr,
+		ID: c.id, KeyID: auth.id, Client: auth.client, Protocol: store.ProtocolEOSPark, RemoteAddr: r.RemoteAddr,
 	})
 	switch {
 	case errors.Is(err, store.ErrRepeatConnection):
@@ -156,7 +129,7 @@ func (c *wsBConn) authenticate() {
 	case err != nil:
 		c.unavailable(err)
 	default:
-		c.client, c.leased = a.Client, true
+		c.client, c.leased = auth.client, true
 	}
 }
 
@@ -268,7 +241,7 @@ func (c *wsBConn) apply(next subsB, known []string, reply []byte) {
 		})
 		if errors.Is(err, hub.ErrUnknownChannel) {
 			// Detached between the check and the subscribe: refused.
-			c.sess.Send(replyB(wire.MsgTypeSubscribe, wire.UnknownContract(unknownName(err))))
+			c.sess.Send(replyB(wire.MsgTypeSubscribe, wire.UnknownContract(unknownChannelName(err))))
 			return
 		}
 		if err != nil {
@@ -281,9 +254,9 @@ func (c *wsBConn) apply(next subsB, known []string, reply []byte) {
 	c.w.cfg.Leases.UpdateChannels(ctx, c.id, channels)
 }
 
-func unknownName(err error) string {
-	return strings.TrimPrefix(err.Error(), hub.ErrUnknownChannel.Error()+": ")
-}
+func (c *wsBConn) session() *hub.Session { return c.sess }
+
+func (c *wsBConn) binary() { c.sendError(wire.MsgInvalidMessage) }
 
 // gone ends the connection's hub session and releases its lease.
 func (c *wsBConn) gone() {

@@ -273,7 +273,7 @@ func (st *sseStream) subscribe(req sseRequest) {
 	})
 	switch {
 	case errors.Is(err, hub.ErrUnknownChannel): // detached since the check
-		st.sess.Close(wire.ClosePolicy, wire.UnknownChannel(strings.TrimPrefix(err.Error(), hub.ErrUnknownChannel.Error()+": ")))
+		st.sess.Close(wire.ClosePolicy, wire.UnknownChannel(unknownChannelName(err)))
 	case err != nil:
 		st.unavailable(err)
 	}
@@ -281,36 +281,27 @@ func (st *sseStream) subscribe(req sseRequest) {
 
 // authenticate looks the key up; false after closing the session.
 func (st *sseStream) authenticate(ctx context.Context, key string) (apiKeyAuth, bool) {
-	a, err := st.s.cfg.Store.APIKeyLookup(ctx, key)
+	auth, err := lookupKey(ctx, st.s.cfg.Store, key)
 	switch {
-	case errors.Is(err, store.ErrNotFound), err == nil && (a.RevokedAt != nil || !a.ClientActive):
+	case errors.Is(err, errKeyRefused):
 		st.sess.Close(wire.ClosePolicy, wire.MsgInvalidAPIKey)
 		return apiKeyAuth{}, false
 	case err != nil:
 		st.unavailable(err)
 		return apiKeyAuth{}, false
 	}
-	return apiKeyAuth{key: key, id: a.ID, client: a.Client}, true
+	return auth, true
 }
 
 // resolveChannels returns the named channels, or every attached one when
 // none is named; false after closing the session.
 func (st *sseStream) resolveChannels(names []string) ([]string, bool) {
-	attached := st.s.cfg.Hub.Channels()
-	if len(names) == 0 {
-		return attached, true
+	channels, unknown := resolveChannels(st.s.cfg.Hub, names)
+	if unknown != "" {
+		st.sess.Close(wire.ClosePolicy, wire.UnknownChannel(unknown))
+		return nil, false
 	}
-	known := make(map[string]bool, len(attached))
-	for _, n := range attached {
-		known[n] = true
-	}
-	for _, n := range names {
-		if !known[n] {
-			st.sess.Close(wire.ClosePolicy, wire.UnknownChannel(n))
-			return nil, false
-		}
-	}
-	return names, true
+	return channels, true
 }
 
 // acquireLease takes a slot of the key's connection limit (SPEC §3); false

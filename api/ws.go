@@ -81,39 +81,13 @@ type wsA struct {
 }
 
 func newWSA(cfg Config) *wsA {
-	w := &wsA{cfg: cfg, m: melody.New()}
-	w.m.Config.MessageBufferSize = wsCredits + 1
-	w.m.Config.MaxMessageSize = int64(cfg.MaxMessageBytes) // gorilla closes with 1009 past it
-	w.m.Config.WriteWait = cfg.WriteTimeout
+	w := &wsA{cfg: cfg, m: newMelody(cfg, "A")}
 	w.m.HandleConnect(w.connect)
-	w.m.HandleMessage(func(ms *melody.Session, data []byte) { conn(ms).message(data) })
-	w.m.HandleMessageBinary(func(ms *melody.Session, _ []byte) { conn(ms).invalidMessage() })
-	w.m.HandleSentMessage(func(ms *melody.Session, _ []byte) { conn(ms).sess.Sent() })
-	w.m.HandleDisconnect(func(ms *melody.Session) { conn(ms).gone() })
-	w.m.HandleError(func(ms *melody.Session, err error) {
-		switch {
-		case errors.Is(err, melody.ErrMessageBufferFull):
-			cfg.Logger.Error("protocol A buffer overflow", "remote", ms.Request.RemoteAddr)
-		case writeTimedOut(err):
-			conn(ms).sess.Jammed() // melody drops the connection next (SPEC §6)
-		}
-	})
 	return w
 }
 
 // subscribe upgrades GET /ws/subscribe.
-func (w *wsA) subscribe(c echo.Context) error {
-	if w.cfg.Conns != nil {
-		w.cfg.Conns.wg.Add(1)
-		defer w.cfg.Conns.wg.Done()
-	}
-	if err := w.m.HandleRequest(c.Response(), c.Request()); err != nil {
-		w.cfg.Logger.Debug("websocket upgrade failed", "err", err)
-	}
-	return nil
-}
-
-func conn(ms *melody.Session) *wsConn { return ms.MustGet(wsKey).(*wsConn) }
+func (w *wsA) subscribe(c echo.Context) error { return serveMelody(w.cfg, w.m, c) }
 
 // wsConn is one protocol A connection. Melody calls message and gone on
 // the connection's read goroutine, one at a time; only the auth timer runs
@@ -243,21 +217,24 @@ func (c *wsConn) headerAuth(key string) {
 		return
 	}
 	ctx := c.ms.Request.Context()
-	a, err := c.w.cfg.Store.APIKeyLookup(ctx, key)
+	auth, err := lookupKey(ctx, c.w.cfg.Store, key)
 	switch {
-	case errors.Is(err, store.ErrNotFound), err == nil && (a.RevokedAt != nil || !a.ClientActive):
+	case errors.Is(err, errKeyRefused):
 		c.closeWith(wire.ClosePolicy, wire.MsgInvalidToken)
 		return
 	case err != nil:
 		c.unavailable(err)
 		return
 	}
-	auth := apiKeyAuth{key: key, id: a.ID, client: a.Client}
 	if c.acquireLease(ctx, auth, nil) {
 		c.key, c.keyID, c.client = auth.key, auth.id, auth.client
 		c.authed.Store(true)
 	}
 }
+
+func (c *wsConn) session() *hub.Session { return c.sess }
+
+func (c *wsConn) binary() { c.invalidMessage() }
 
 // Send implements hub.Conn; the buffer has room (see wsCredits).
 func (c *wsConn) Send(frame []byte) { _ = c.ms.Write(frame) }
@@ -402,45 +379,29 @@ func (c *wsConn) subscribeKey(req wire.Request) (string, bool) {
 	return key, true
 }
 
-// apiKeyAuth is a key that authenticated.
-type apiKeyAuth struct {
-	key    string // canonical
-	id     int64
-	client string
-}
-
 // authenticate looks the key up; false after closing the connection.
 func (c *wsConn) authenticate(ctx context.Context, key string) (apiKeyAuth, bool) {
-	a, err := c.w.cfg.Store.APIKeyLookup(ctx, key)
+	auth, err := lookupKey(ctx, c.w.cfg.Store, key)
 	switch {
-	case errors.Is(err, store.ErrNotFound), err == nil && (a.RevokedAt != nil || !a.ClientActive):
+	case errors.Is(err, errKeyRefused):
 		c.closeWith(wire.ClosePolicy, wire.MsgInvalidAPIKey)
 		return apiKeyAuth{}, false
 	case err != nil:
 		c.unavailable(err)
 		return apiKeyAuth{}, false
 	}
-	return apiKeyAuth{key: key, id: a.ID, client: a.Client}, true
+	return auth, true
 }
 
 // resolveChannels returns the named channels, or every attached one when
 // none is named; false after answering an unknown one.
 func (c *wsConn) resolveChannels(names []string) ([]string, bool) {
-	attached := c.w.cfg.Hub.Channels()
-	if len(names) == 0 {
-		return attached, true
+	channels, unknown := resolveChannels(c.w.cfg.Hub, names)
+	if unknown != "" {
+		c.sendError(wire.UnknownChannel(unknown))
+		return nil, false
 	}
-	known := make(map[string]bool, len(attached))
-	for _, n := range attached {
-		known[n] = true
-	}
-	for _, n := range names {
-		if !known[n] {
-			c.sendError(wire.UnknownChannel(n))
-			return nil, false
-		}
-	}
-	return names, true
+	return channels, true
 }
 
 // acquireLease takes a slot of the key's connection limit (SPEC §3); false
@@ -479,7 +440,7 @@ func (c *wsConn) releaseLease() {
 func (c *wsConn) subscribeFailed(err error) {
 	if errors.Is(err, hub.ErrUnknownChannel) {
 		// The channel was detached between the check and the subscribe.
-		c.sendError(wire.UnknownChannel(strings.TrimPrefix(err.Error(), hub.ErrUnknownChannel.Error()+": ")))
+		c.sendError(wire.UnknownChannel(unknownChannelName(err)))
 		return
 	}
 	c.unavailable(err)
