@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,9 +21,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/stretchr/testify/require"
 
-	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/hubtest"
 	"github.com/hubdev/hub/store"
-	"github.com/hubdev/hub/store/storetest"
 )
 
 // chromiumPath is where Debian's chromium package puts the browser; CI
@@ -75,33 +73,9 @@ const dashAdminToken = "dashboard-test-admin-token"
 
 func setupDashboard(t *testing.T) *dashBundle {
 	t.Helper()
-	ctx := context.Background()
-	pool, _ := storetest.NewPool(t)
-	b := &dashBundle{pool: pool, store: store.New(pool)}
-	log := slog.New(slog.NewTextHandler(testLog{t}, nil))
-	start, err := b.store.EventStart(ctx)
-	require.NoError(t, err)
-	h := hub.New(b.store, start, hub.Config{Logger: log})
-	listening := make(chan struct{}, 1)
-	reader := hub.NewReader(b.store, hub.ReaderConfig{
-		Start: start, Deliver: h.Deliver, OnChannels: h.RefreshChannels, Logger: log,
-		OnListening: func() {
-			select {
-			case listening <- struct{}{}:
-			default:
-			}
-		},
-	})
-	node := hub.NewNode(b.store, h, hub.NodeConfig{ID: "node-dash", Beat: 100 * time.Millisecond, Logger: log})
-	for _, run := range []func(context.Context) error{h.Run, reader.Run, node.Run} {
-		rctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- run(rctx) }()
-		t.Cleanup(func() {
-			cancel()
-			require.NoError(t, <-done)
-		})
-	}
+	env := hubtest.Start(t, hubtest.Options{NodeID: "node-dash"})
+	b := &dashBundle{pool: env.Pool, store: env.Store}
+	h, node, log := env.Hub, env.Node, env.Log
 
 	conns := &Conns{}
 	b.e = New(Config{
@@ -122,13 +96,6 @@ func setupDashboard(t *testing.T) *dashBundle {
 		require.NoError(t, conns.Wait(ctx))
 	})
 	b.url = srv.URL
-
-	select {
-	case <-listening:
-	case <-time.After(browserWait):
-		t.Fatal("the reader did not start listening")
-	}
-	require.Eventually(t, func() bool { return len(h.Channels()) == 5 }, browserWait, 5*time.Millisecond)
 	return b
 }
 
@@ -152,13 +119,6 @@ func (b *dashBundle) orderID(t *testing.T, sql string, args ...any) int64 {
 	var id int64
 	require.NoError(t, b.pool.QueryRow(context.Background(), sql, args...).Scan(&id))
 	return id
-}
-
-type testLog struct{ t *testing.T }
-
-func (w testLog) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
 }
 
 // cutListener remembers its connections so that the test can cut them all,

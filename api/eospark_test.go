@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -28,9 +27,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/hubtest"
 	"github.com/hubdev/hub/hub/wire"
 	"github.com/hubdev/hub/store"
-	"github.com/hubdev/hub/store/storetest"
 )
 
 // waitB bounds every wait for a frame; tests wait on frames, not time.
@@ -49,30 +48,9 @@ type bBundle struct {
 // with a client "acme" and one of its keys.
 func setupB(t *testing.T, heartbeat time.Duration) *bBundle {
 	t.Helper()
-	ctx := context.Background()
-	pool, _ := storetest.NewPool(t)
-	b := &bBundle{pool: pool, store: store.New(pool)}
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
-	start, err := b.store.EventStart(ctx)
-	require.NoError(t, err)
-	h := hub.New(b.store, start, hub.Config{Logger: log})
-	b.hub = h
-	listening := make(chan struct{}, 1)
-	reader := hub.NewReader(b.store, hub.ReaderConfig{
-		Start: start, Deliver: h.Deliver, OnChannels: h.RefreshChannels, Logger: log,
-		OnListening: func() {
-			select {
-			case listening <- struct{}{}:
-			default:
-			}
-		},
-	})
-	b.node = hub.NewNode(b.store, h, hub.NodeConfig{ID: "node-b", Beat: 100 * time.Millisecond, Logger: log})
-	runB(t, h.Run)
-	runB(t, reader.Run)
-	runB(t, b.node.Run)
-
-	cfg := Config{Hub: h, Store: b.store, Leases: b.node, Logger: log, Conns: &Conns{}}.withDefaults()
+	env := hubtest.Start(t, hubtest.Options{NodeID: "node-b"})
+	b := &bBundle{pool: env.Pool, store: env.Store, node: env.Node, hub: env.Hub}
+	cfg := Config{Hub: env.Hub, Store: env.Store, Leases: env.Node, Logger: env.Log, Conns: &Conns{}}.withDefaults()
 	e := echo.New()
 	e.GET("/v1/ws", newWSB(cfg, heartbeat).handle)
 	srv := httptest.NewServer(e)
@@ -83,28 +61,10 @@ func setupB(t *testing.T, heartbeat time.Duration) *bBundle {
 		require.NoError(t, cfg.Conns.Wait(ctx))
 	})
 	b.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/v1/ws"
-
-	select {
-	case <-listening:
-	case <-time.After(waitB):
-		t.Fatal("the reader did not start listening")
-	}
-	require.Eventually(t, func() bool { return len(h.Channels()) == 5 }, waitB, 5*time.Millisecond)
 	b.key = b.newKey(t, "acme", 5)
 	return b
 }
 
-func runB(t *testing.T, run func(context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-}
-
-// newKey returns a new key of client, creating the client if need be.
 func (b *bBundle) newKey(t *testing.T, client string, maxConns int) string {
 	t.Helper()
 	ctx := context.Background()

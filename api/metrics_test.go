@@ -15,8 +15,7 @@ import (
 
 	"github.com/hubdev/hub/api"
 	"github.com/hubdev/hub/hub"
-	"github.com/hubdev/hub/store"
-	"github.com/hubdev/hub/store/storetest"
+	"github.com/hubdev/hub/hub/hubtest"
 )
 
 // countingConn is a transport that writes every frame at once and counts
@@ -42,28 +41,12 @@ func (c *countingConn) count() int {
 	return c.frames
 }
 
-// setupMetrics runs a reader and a hub on a fresh database, with the
-// reader's hooks wired to the hub as the server wires them.
+// setupMetrics runs a hub on a fresh database, with the reader's hooks
+// wired to the hub as the server wires them.
 func setupMetrics(t *testing.T) (*hub.Hub, func(sql string)) {
 	t.Helper()
-	ctx := context.Background()
-	pool, _ := storetest.NewPool(t)
-	st := store.New(pool)
-	start, err := st.EventStart(ctx)
-	require.NoError(t, err)
-	h := hub.New(st, start, hub.Config{})
-	reader := hub.NewReader(st, hub.ReaderConfig{
-		Start: start, Deliver: h.Deliver, OnChannels: h.RefreshChannels,
-		OnRead: h.ObserveRead, OnBacklog: h.ObserveBacklog,
-		PollInterval: 50 * time.Millisecond,
-	})
-	runUntilCleanup(t, h.Run)
-	runUntilCleanup(t, reader.Run)
-	require.Eventually(t, func() bool { return len(h.Channels()) == 5 }, frameWait, 5*time.Millisecond)
-	return h, func(sql string) {
-		_, err := pool.Exec(ctx, sql)
-		require.NoError(t, err)
-	}
+	env := hubtest.Start(t, hubtest.Options{PollInterval: 50 * time.Millisecond})
+	return env.Hub, func(sql string) { env.Exec(t, sql) }
 }
 
 func scrapeMetrics(t *testing.T, h http.Handler) map[string]*dto.MetricFamily {

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,9 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/hubtest"
 	"github.com/hubdev/hub/hub/wire"
 	"github.com/hubdev/hub/store"
-	"github.com/hubdev/hub/store/storetest"
 )
 
 // sseWait bounds every wait for an event; tests wait on events, not time.
@@ -36,51 +35,24 @@ type sseBundle struct {
 	key   string // client acme's key
 }
 
-type sseLogWriter struct{ t *testing.T }
-
-func (w sseLogWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 // setupSSE runs a reader, a hub, a node and the HTTP API with the SSE
 // routes on a fresh database, with a client "acme" and one of its keys.
 // keepAlive, when set, replaces the 15 s keep-alive interval.
 func setupSSE(t *testing.T, keepAlive time.Duration) *sseBundle {
 	t.Helper()
-	ctx := context.Background()
-	pool, _ := storetest.NewPool(t)
-	b := &sseBundle{pool: pool, store: store.New(pool)}
-	log := slog.New(slog.NewTextHandler(sseLogWriter{t}, nil))
-	start, err := b.store.EventStart(ctx)
-	require.NoError(t, err)
-	b.hub = hub.New(b.store, start, hub.Config{Logger: log})
-	listening := make(chan struct{}, 1)
-	reader := hub.NewReader(b.store, hub.ReaderConfig{
-		Start: start, Deliver: b.hub.Deliver, OnChannels: b.hub.RefreshChannels, Logger: log,
-		OnListening: func() {
-			select {
-			case listening <- struct{}{}:
-			default:
-			}
-		},
-	})
-	node := hub.NewNode(b.store, b.hub, hub.NodeConfig{ID: sseNode, Beat: 100 * time.Millisecond, Logger: log})
-	sseRunUntilCleanup(t, b.hub.Run)
-	sseRunUntilCleanup(t, reader.Run)
-	sseRunUntilCleanup(t, node.Run)
-
+	env := hubtest.Start(t, hubtest.Options{NodeID: sseNode})
+	b := &sseBundle{pool: env.Pool, store: env.Store, hub: env.Hub}
 	cfg := Config{
 		Ready: func(context.Context) error { return nil },
-		Hub:   b.hub, Store: b.store, Leases: node, Logger: log, Conns: &Conns{},
+		Hub:   env.Hub, Store: env.Store, Leases: env.Node, Logger: env.Log, Conns: &Conns{},
 	}
 	e := New(cfg)
-	s := newSSE(cfg)
-	if keepAlive > 0 {
+	if keepAlive > 0 { // a handler of its own, with the shorter keep-alive, in front of New's
+		s := newSSE(cfg.withDefaults())
 		s.keepAlive = keepAlive
+		e.GET("/sse/subscribe", s.handle)
+		e.POST("/sse/subscribe", s.handle)
 	}
-	e.GET("/sse/subscribe", s.handle)
-	e.POST("/sse/subscribe", s.handle)
 	b.srv = httptest.NewServer(e)
 	t.Cleanup(b.srv.Close)
 	t.Cleanup(func() { // runs before srv.Close, after the streams ended
@@ -88,28 +60,8 @@ func setupSSE(t *testing.T, keepAlive time.Duration) *sseBundle {
 		defer cancel()
 		require.NoError(t, cfg.Conns.Wait(ctx))
 	})
-
-	select {
-	case <-listening:
-	case <-time.After(sseWait):
-		t.Fatal("the reader did not start listening")
-	}
-	require.Eventually(t, func() bool { return len(b.hub.Channels()) == 5 }, sseWait, 5*time.Millisecond)
-	_, err = b.store.ClientCreate(ctx, "acme")
-	require.NoError(t, err)
-	_, b.key, err = b.store.APIKeyCreate(ctx, store.APIKeyCreateParams{Client: "acme"})
-	require.NoError(t, err)
+	b.key = env.Key(t, "acme", 0)
 	return b
-}
-
-func sseRunUntilCleanup(t *testing.T, run func(context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
 }
 
 func (b *sseBundle) exec(t *testing.T, sql string, args ...any) {

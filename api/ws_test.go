@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -17,8 +16,8 @@ import (
 
 	"github.com/hubdev/hub/api"
 	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/hubtest"
 	"github.com/hubdev/hub/store"
-	"github.com/hubdev/hub/store/storetest"
 )
 
 // frameWait bounds every wait for a frame; tests wait on frames, not time.
@@ -32,13 +31,6 @@ type wsBundle struct {
 	hub   *hub.Hub
 }
 
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimSpace(string(p)))
-	return len(p), nil
-}
-
 // setupWS runs a reader, a hub and the HTTP API on a fresh database, with
 // a client "acme" and one of its keys.
 func setupWS(t *testing.T, cfg api.Config) *wsBundle {
@@ -49,32 +41,10 @@ func setupWS(t *testing.T, cfg api.Config) *wsBundle {
 // setupWSHub is setupWS with the hub configured by hcfg.
 func setupWSHub(t *testing.T, cfg api.Config, hcfg hub.Config) *wsBundle {
 	t.Helper()
-	ctx := context.Background()
-	pool, _ := storetest.NewPool(t)
-	b := &wsBundle{pool: pool, store: store.New(pool)}
-	log := slog.New(slog.NewTextHandler(tWriter{t}, nil))
-	start, err := b.store.EventStart(ctx)
-	require.NoError(t, err)
-	hcfg.Logger = log
-	h := hub.New(b.store, start, hcfg)
-	b.hub = h
-	listening := make(chan struct{}, 1)
-	reader := hub.NewReader(b.store, hub.ReaderConfig{
-		Start: start, Deliver: h.Deliver, OnChannels: h.RefreshChannels, Logger: log,
-		OnListening: func() {
-			select {
-			case listening <- struct{}{}:
-			default:
-			}
-		},
-	})
-	node := hub.NewNode(b.store, h, hub.NodeConfig{ID: "node-test", Beat: 100 * time.Millisecond, Logger: log})
-	runUntilCleanup(t, h.Run)
-	runUntilCleanup(t, reader.Run)
-	runUntilCleanup(t, node.Run)
-
+	env := hubtest.Start(t, hubtest.Options{Hub: hcfg})
+	b := &wsBundle{pool: env.Pool, store: env.Store, hub: env.Hub}
 	cfg.Ready = func(context.Context) error { return nil }
-	cfg.Hub, cfg.Store, cfg.Leases, cfg.Logger = h, b.store, node, log
+	cfg.Hub, cfg.Store, cfg.Leases, cfg.Logger = env.Hub, env.Store, env.Node, env.Log
 	cfg.Conns = &api.Conns{}
 	srv := httptest.NewServer(api.New(cfg))
 	t.Cleanup(srv.Close)
@@ -84,28 +54,8 @@ func setupWSHub(t *testing.T, cfg api.Config, hcfg hub.Config) *wsBundle {
 		require.NoError(t, cfg.Conns.Wait(ctx))
 	})
 	b.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/subscribe"
-
-	select {
-	case <-listening:
-	case <-time.After(frameWait):
-		t.Fatal("the reader did not start listening")
-	}
-	require.Eventually(t, func() bool { return len(h.Channels()) == 5 }, frameWait, 5*time.Millisecond)
-	_, err = b.store.ClientCreate(ctx, "acme")
-	require.NoError(t, err)
-	_, b.key, err = b.store.APIKeyCreate(ctx, store.APIKeyCreateParams{Client: "acme"})
-	require.NoError(t, err)
+	b.key = env.Key(t, "acme", 0)
 	return b
-}
-
-func runUntilCleanup(t *testing.T, run func(context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
 }
 
 func (b *wsBundle) dial(t *testing.T) *websocket.Conn {

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/hubtest"
 	"github.com/hubdev/hub/store"
 	"github.com/hubdev/hub/store/storetest"
 )
@@ -89,15 +90,7 @@ func setupReader(t *testing.T, pool *pgxpool.Pool, cfg hub.ReaderConfig) (*reade
 
 // runUntilCleanup runs a component until the test ends and then checks
 // that it stopped cleanly.
-func runUntilCleanup(t *testing.T, run func(context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		require.NoError(t, <-done)
-	})
-}
+func runUntilCleanup(t *testing.T, run func(context.Context) error) { hubtest.Run(t, run) }
 
 type tWriter struct{ t *testing.T }
 
