@@ -61,15 +61,20 @@ type Backlog struct {
 	OldestWrite time.Duration
 }
 
-// BacklogCheck looks behind the watermark.
+const backlogSQL = `
+		SELECT coalesce((SELECT xid FROM hub.events ORDER BY xid DESC, id DESC LIMIT 1)
+		                 >= pg_snapshot_xmin(pg_current_snapshot()), false),
+		       coalesce((SELECT extract(epoch FROM clock_timestamp() - min(xact_start))::float8
+		                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()), 0)`
+
+// BacklogCheck looks behind the watermark. The newest visible event tells
+// whether any committed event is held back; reading it is one step down
+// the (xid, id) index from its end, whatever the size of the log (an
+// EXISTS over xid >= watermark was planned as a sequential scan).
 func (s *Store) BacklogCheck(ctx context.Context) (Backlog, error) {
 	var b Backlog
 	var secs float64
-	err := s.pool.QueryRow(ctx, `
-		SELECT EXISTS (SELECT 1 FROM hub.events WHERE xid >= pg_snapshot_xmin(pg_current_snapshot())),
-		       coalesce((SELECT extract(epoch FROM clock_timestamp() - min(xact_start))::float8
-		                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()), 0)`,
-	).Scan(&b.HeldBack, &secs)
+	err := s.pool.QueryRow(ctx, backlogSQL).Scan(&b.HeldBack, &secs)
 	if err != nil {
 		return Backlog{}, fmt.Errorf("check backlog: %w", err)
 	}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,4 +129,29 @@ func TestEventTrim(t *testing.T) {
 	}
 	require.Equal(t, []store.Position{events[6].Pos, events[7].Pos, events[8].Pos, events[9].Pos}, kept,
 		"only expired events are deleted, as a prefix of the log")
+}
+
+// The backlog check runs every few milliseconds while events are held
+// back: it must not read the log, whatever its size.
+func TestBacklogCheckWalksTheIndex(t *testing.T) {
+	b := setupCapture(t)
+	b.exec(t,
+		`INSERT INTO hub.events (channel, op, client, payload)
+		 SELECT 'orders', 'INSERT', 'acme', '{}' FROM generate_series(1, 50000)`,
+		`ANALYZE hub.events`,
+	)
+	rows, err := b.pool.Query(context.Background(), "EXPLAIN "+store.BacklogSQL)
+	require.NoError(t, err)
+	var plan []string
+	for rows.Next() {
+		var line string
+		require.NoError(t, rows.Scan(&line))
+		plan = append(plan, line)
+	}
+	require.NoError(t, rows.Err())
+	joined := strings.Join(plan, "\n")
+	require.NotContains(t, joined, "Seq Scan on events", joined)
+	require.Contains(t, joined, "Index", joined)
+	_, err = b.store.BacklogCheck(context.Background())
+	require.NoError(t, err)
 }

@@ -1,0 +1,4 @@
+package store
+
+// BacklogSQL lets the tests explain the backlog check's plan.
+const BacklogSQL = backlogSQL
