@@ -165,7 +165,7 @@ func FuzzAppend(f *testing.F) {
 	f.Add("1-2\n", int64(-1), "a\"b\\c\x00\u2028", "\xff", "下半场", []byte("{\n\"a\": \"\\n\"\r\n}"), []byte(" null "), int64(0))
 	f.Fuzz(func(t *testing.T, pos string, id int64, channel, op, subject string, payload, old []byte, nanos int64) {
 		if !json.Valid(payload) || (len(old) > 0 && !json.Valid(old)) {
-			t.Skip()
+			return // the encoders take valid JSON only
 		}
 		e := wire.Event{
 			Pos: pos, ID: id, Channel: channel, Op: op, Subject: subject,
