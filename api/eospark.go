@@ -77,9 +77,6 @@ func (w *wsB) connect(ms *melody.Session) {
 	id := rand.Text()
 	c := &wsBConn{w: w, ms: ms, id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
 	ms.Set(wsKey, c)
-	if err := limitSendBuffer(ms.WebsocketConnection().UnderlyingConn()); err != nil {
-		c.log.Debug("limiting the socket's send buffer failed", "err", err)
-	}
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolB, Credits: wsCredits,
 		Heartbeat:      func(now time.Time) []byte { return wire.AppendHeartbeatB(nil, now) },

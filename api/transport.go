@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"net"
 	"slices"
 	"strings"
 
@@ -104,4 +105,23 @@ func serveMelody(cfg Config, m *melody.Melody, c echo.Context) error {
 		cfg.Logger.Debug("websocket upgrade failed", "err", err)
 	}
 	return nil
+}
+
+// socketSendBuffer is the kernel's send buffer per socket: modest, so that
+// backpressure reaches the session's queue instead of hiding in the kernel
+// (SPEC §6).
+const socketSendBuffer = 64 << 10
+
+// SendBufferListener sets socketSendBuffer on every TCP connection ln
+// accepts, for every transport; serve the hub's handler on it.
+func SendBufferListener(ln net.Listener) net.Listener { return sendBufferListener{ln} }
+
+type sendBufferListener struct{ net.Listener }
+
+func (l sendBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tcp, ok := c.(*net.TCPConn); ok && err == nil {
+		_ = tcp.SetWriteBuffer(socketSendBuffer) // a default-sized buffer only delays the backpressure
+	}
+	return c, err
 }

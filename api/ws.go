@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"errors"
 	"log/slog"
 	"net"
@@ -117,9 +116,6 @@ func (w *wsA) connect(ms *melody.Session) {
 	id := rand.Text()
 	c := &wsConn{w: w, ms: ms, id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
 	ms.Set(wsKey, c)
-	if err := limitSendBuffer(ms.WebsocketConnection().UnderlyingConn()); err != nil {
-		c.log.Debug("limiting the socket's send buffer failed", "err", err)
-	}
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolA, Credits: wsCredits,
 		Heartbeat:      func(time.Time) []byte { return wire.AppendHeartbeatA(nil) },
@@ -134,22 +130,6 @@ func (w *wsA) connect(ms *melody.Session) {
 			c.closeWith(wire.ClosePolicy, wire.MsgSubscribeTimeout)
 		}
 	})
-}
-
-// socketSendBuffer is the kernel's send buffer per socket: modest, so that
-// backpressure reaches the session instead of hiding in the kernel (SPEC §6).
-const socketSendBuffer = 64 << 10
-
-// limitSendBuffer sets a TCP socket's send buffer to socketSendBuffer;
-// other connections are left as they are.
-func limitSendBuffer(c net.Conn) error {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if tcp, ok := c.(*net.TCPConn); ok {
-		return tcp.SetWriteBuffer(socketSendBuffer)
-	}
-	return nil
 }
 
 // writeTimedOut reports whether err is a socket write that blocked past

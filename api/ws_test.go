@@ -46,7 +46,9 @@ func setupWSHub(t *testing.T, cfg api.Config, hcfg hub.Config) *wsBundle {
 	cfg.Ready = func(context.Context) error { return nil }
 	cfg.Hub, cfg.Store, cfg.Leases, cfg.Logger = env.Hub, env.Store, env.Node, env.Log
 	cfg.Conns = &api.Conns{}
-	srv := httptest.NewServer(api.New(cfg))
+	srv := httptest.NewUnstartedServer(api.New(cfg))
+	srv.Listener = api.SendBufferListener(srv.Listener)
+	srv.Start()
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { // runs before srv.Close, after the clients closed
 		ctx, cancel := context.WithTimeout(context.Background(), frameWait)

@@ -205,7 +205,7 @@ func listen(cfg Config) (net.Listener, *tls.Config, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("HUB_ADDR: %w", err)
 	}
-	return ln, tlsConfig, nil
+	return api.SendBufferListener(ln), tlsConfig, nil
 }
 
 // serveHTTP serves until ctx ends, then shuts the server down gracefully.
