@@ -35,6 +35,7 @@ type Config struct {
 	DataDirExplicit bool
 	Demo            bool
 	demoSet         bool
+	PprofAddr       string // "": no profiling endpoint
 }
 
 // Embedded reports whether the hub runs its own PostgreSQL cluster.
@@ -69,6 +70,7 @@ var options = []option{
 	{"HUB_NODE_ID", "", "this node's name; default <hostname>-<pid>", setNodeID},
 	{"HUB_DATA_DIR", "./.hub", "embedded mode: the private cluster and the admin token", setDataDir},
 	{"HUB_DEMO", "", "run the demo data simulator; default on without DATABASE_URL, off with it", setDemo},
+	{"HUB_PPROF_ADDR", "", "serve Go's pprof on this address (e.g. 127.0.0.1:6060); unset: off", setPprofAddr},
 }
 
 // loadConfig reads every option through getenv and reports every bad one
@@ -122,6 +124,17 @@ func setAddr(c *Config, v string) error {
 		return fmt.Errorf("%q is not host:port (e.g. :8080)", v)
 	}
 	c.Addr = v
+	return nil
+}
+
+func setPprofAddr(c *Config, v string) error {
+	if v == "" {
+		return nil
+	}
+	if _, port, err := net.SplitHostPort(v); err != nil || port == "" {
+		return fmt.Errorf("%q is not host:port (e.g. 127.0.0.1:6060)", v)
+	}
+	c.PprofAddr = v
 	return nil
 }
 

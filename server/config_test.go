@@ -104,6 +104,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		name, key, value, want string
 	}{
 		{"send buffer zero", "HUB_SEND_BUFFER", "0", "HUB_SEND_BUFFER: must be at least 1"},
+		{"pprof address", "HUB_PPROF_ADDR", "6060", `HUB_PPROF_ADDR: "6060" is not host:port (e.g. 127.0.0.1:6060)`},
 		{"send buffer word", "HUB_SEND_BUFFER", "many", `HUB_SEND_BUFFER: "many" is not an integer`},
 		{"send buffer huge", "HUB_SEND_BUFFER", "99999999999999999999", `HUB_SEND_BUFFER: "99999999999999999999" is not an integer`},
 		{"message bytes small", "HUB_MAX_MESSAGE_BYTES", "100", "HUB_MAX_MESSAGE_BYTES: must be at least 1024"},

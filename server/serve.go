@@ -120,6 +120,9 @@ func runParts(ctx context.Context, cfg Config, p parts, log *slog.Logger) error 
 	if cfg.Demo {
 		g.Go(func() error { return runDemo(gctx, p.pool, log) })
 	}
+	if cfg.PprofAddr != "" {
+		g.Go(func() error { return servePprof(gctx, cfg.PprofAddr, log) })
+	}
 	g.Go(func() error { return reader.Run(gctx) })
 	g.Go(func() error { return retention.Run(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, srv, ln, log) })
