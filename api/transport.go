@@ -6,6 +6,7 @@ import (
 	"net"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/labstack/echo/v4"
 	"github.com/olahol/melody"
@@ -71,10 +72,18 @@ type melodyConn interface {
 	gone()
 }
 
+// writeBuffers is the WebSocket write buffers' pool (gorilla's BufferPool).
+var writeBuffers = &sync.Pool{}
+
 // newMelody returns a melody instance for hub sessions; the caller adds
 // HandleConnect, which stores the connection's melodyConn under wsKey.
 func newMelody(cfg Config, protocol string) *melody.Melody {
 	m := melody.New()
+	// Write buffers come from a pool shared by every connection and are
+	// held only while a message is written, so an idle connection holds
+	// none; they are large enough that a big row goes out in few frames.
+	m.Upgrader.WriteBufferPool = writeBuffers
+	m.Upgrader.WriteBufferSize = 16 << 10
 	m.Config.MessageBufferSize = wsCredits + 1           // see wsCredits
 	m.Config.MaxMessageSize = int64(cfg.MaxMessageBytes) // gorilla closes with 1009 past it
 	m.Config.WriteWait = cfg.WriteTimeout
