@@ -60,6 +60,7 @@ type wsBConn struct {
 	id   string // the connection's and its lease's ID
 	w    *wsB
 	ms   *melody.Session
+	sock *batchConn
 	sess *hub.Session
 	log  *slog.Logger
 	// refusal is the auth or error frame sent instead of the close message
@@ -75,7 +76,7 @@ type wsBConn struct {
 
 func (w *wsB) connect(ms *melody.Session) {
 	id := rand.Text()
-	c := &wsBConn{w: w, ms: ms, id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
+	c := &wsBConn{w: w, ms: ms, sock: socketOf(ms), id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
 	ms.Set(wsKey, c)
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolB, Credits: wsCredits,
@@ -170,15 +171,15 @@ func (c *wsBConn) unavailable(err error) {
 }
 
 // Send implements hub.Conn; the buffer has room (see wsCredits).
-func (c *wsBConn) Send(frame []byte) { _ = c.ms.Write(frame) }
+func (c *wsBConn) Send(frame []byte) { c.sock.send(c.ms, frame) }
 
 // Close implements hub.Conn: the refusal frame, or else the close message
 // of SPEC §5, then the close frame. The buffer keeps room for both.
 func (c *wsBConn) Close(code int, reason string) {
 	if f := c.refusal.Load(); f != nil {
-		_ = c.ms.Write(*f)
+		c.sock.send(c.ms, *f)
 	} else {
-		_ = c.ms.Write(wire.AppendCloseB(nil, code, reason))
+		c.sock.send(c.ms, wire.AppendCloseB(nil, code, reason))
 	}
 	_ = c.ms.CloseWithMsg(melody.FormatCloseMessage(code, wire.CloseReason(reason)))
 }

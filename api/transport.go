@@ -90,11 +90,15 @@ func newMelody(cfg Config, protocol string) *melody.Melody {
 	get := func(ms *melody.Session) melodyConn { return ms.MustGet(wsKey).(melodyConn) }
 	m.HandleMessage(func(ms *melody.Session, data []byte) { get(ms).message(data) })
 	m.HandleMessageBinary(func(ms *melody.Session, _ []byte) { get(ms).binary() })
-	m.HandleSentMessage(func(ms *melody.Session, _ []byte) { get(ms).session().Sent() })
+	m.HandleSentMessage(func(ms *melody.Session, _ []byte) {
+		socketOf(ms).written()
+		get(ms).session().Sent()
+	})
 	m.HandleDisconnect(func(ms *melody.Session) { get(ms).gone() })
 	m.HandleError(func(ms *melody.Session, err error) {
 		switch {
 		case errors.Is(err, melody.ErrMessageBufferFull):
+			socketOf(ms).written() // dropped
 			cfg.Logger.Error("websocket buffer overflow", "protocol", protocol, "remote", ms.Request.RemoteAddr)
 		case writeTimedOut(err):
 			get(ms).session().Jammed() // melody drops the connection next (SPEC §6)
@@ -110,7 +114,7 @@ func serveMelody(cfg Config, m *melody.Melody, c echo.Context) error {
 		cfg.Conns.wg.Add(1)
 		defer cfg.Conns.wg.Done()
 	}
-	if err := m.HandleRequest(c.Response(), c.Request()); err != nil {
+	if err := m.HandleRequest(&batchHijacker{ResponseWriter: c.Response()}, c.Request()); err != nil {
 		cfg.Logger.Debug("websocket upgrade failed", "err", err)
 	}
 	return nil

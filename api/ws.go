@@ -95,6 +95,7 @@ type wsConn struct {
 	id     string // the connection's and its lease's ID
 	w      *wsA
 	ms     *melody.Session
+	sock   *batchConn
 	sess   *hub.Session
 	log    *slog.Logger
 	authed atomic.Bool // a subscribe succeeded once; the auth timer checks it
@@ -114,7 +115,7 @@ type wsConn struct {
 
 func (w *wsA) connect(ms *melody.Session) {
 	id := rand.Text()
-	c := &wsConn{w: w, ms: ms, id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
+	c := &wsConn{w: w, ms: ms, sock: socketOf(ms), id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
 	ms.Set(wsKey, c)
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolA, Credits: wsCredits,
@@ -217,12 +218,12 @@ func (c *wsConn) session() *hub.Session { return c.sess }
 func (c *wsConn) binary() { c.invalidMessage() }
 
 // Send implements hub.Conn; the buffer has room (see wsCredits).
-func (c *wsConn) Send(frame []byte) { _ = c.ms.Write(frame) }
+func (c *wsConn) Send(frame []byte) { c.sock.send(c.ms, frame) }
 
 // Close implements hub.Conn.
 func (c *wsConn) Close(code int, reason string) {
 	if f := c.closeErr.Load(); f != nil {
-		_ = c.ms.Write(*f)
+		c.sock.send(c.ms, *f)
 	}
 	_ = c.ms.CloseWithMsg(melody.FormatCloseMessage(code, wire.CloseReason(reason)))
 }
