@@ -25,6 +25,7 @@ import (
 // place in the byte stream.
 type batchConn struct {
 	net.Conn
+	owner  melodyConn // set by the connect handler, before melody's writer starts
 	queued atomic.Int64
 
 	mu   sync.Mutex // orders the writes of the writer and of gorilla's replies
@@ -108,20 +109,30 @@ func (c *batchConn) release() {
 	c.held = nil
 }
 
-// batchHijacker hands gorilla's upgrade a batchConn.
+// batchHijacker hands gorilla's upgrade a batchConn, on the connection's
+// own goroutine while the handler waits for done: the ResponseWriter may
+// be used only until the handler returns.
 type batchHijacker struct {
 	http.ResponseWriter
 	conn *batchConn
+	done chan struct{}
+	once sync.Once
 }
 
 func (h *batchHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, rw, err := http.NewResponseController(h.ResponseWriter).Hijack()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, err // gorilla answers it through h
 	}
 	h.conn = &batchConn{Conn: nc}
+	h.ResponseWriter = nil // the connection outlives it
+	h.handOver()
 	return h.conn, rw, nil
 }
+
+// handOver lets the handler return; after it, h.ResponseWriter is not
+// touched again (gorilla does not use it once it hijacked).
+func (h *batchHijacker) handOver() { h.once.Do(func() { close(h.done) }) }
 
 // socketOf returns the batchConn under a melody session that serveMelody
 // upgraded.

@@ -115,3 +115,18 @@ func TestBatchConnCloseDropsHeld(t *testing.T) {
 		t.Fatal("Close kept the held buffer")
 	}
 }
+
+func TestOnShortStackRunsAndPropagatesPanics(t *testing.T) {
+	ran := false
+	onShortStack(func() { ran = true })
+	if !ran {
+		t.Fatal("f did not run")
+	}
+	defer func() {
+		if p := recover(); p != "boom" {
+			t.Fatalf("recovered %v, want the panic of f", p)
+		}
+	}()
+	onShortStack(func() { panic("boom") })
+	t.Fatal("onShortStack returned after f panicked")
+}

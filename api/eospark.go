@@ -46,8 +46,8 @@ type wsB struct {
 // newWSB returns protocol B's handler; heartbeat is HUB_EOSPARK_HEARTBEAT
 // (default 10s). cfg has its defaults applied.
 func newWSB(cfg Config, heartbeat time.Duration) *wsB {
-	w := &wsB{cfg: cfg, heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat), m: newMelody(cfg, "B")}
-	w.m.HandleConnect(w.connect)
+	w := &wsB{cfg: cfg, heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat)}
+	w.m = newMelody(cfg, "B", w.connect)
 	return w
 }
 
@@ -57,12 +57,13 @@ func (w *wsB) handle(c echo.Context) error { return serveMelody(w.cfg, w.m, c) }
 // wsBConn is one protocol B connection. Melody calls connect, message and
 // gone on the connection's read goroutine, one at a time.
 type wsBConn struct {
-	id   string // the connection's and its lease's ID
-	w    *wsB
-	ms   *melody.Session
-	sock *batchConn
-	sess *hub.Session
-	log  *slog.Logger
+	id     string // the connection's and its lease's ID
+	w      *wsB
+	ms     *melody.Session
+	sock   *batchConn
+	sess   *hub.Session
+	ctx    context.Context // outlives the upgrade request (see serveMelody)
+	remote string
 	// refusal is the auth or error frame sent instead of the close message
 	// when the connection is refused at the upgrade.
 	refusal atomic.Pointer[[]byte]
@@ -76,8 +77,8 @@ type wsBConn struct {
 
 func (w *wsB) connect(ms *melody.Session) {
 	id := rand.Text()
-	c := &wsBConn{w: w, ms: ms, sock: socketOf(ms), id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
-	ms.Set(wsKey, c)
+	c := &wsBConn{w: w, ms: ms, sock: socketOf(ms), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
+	c.sock.owner = c
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolB, Credits: wsCredits,
 		Heartbeat:      func(now time.Time) []byte { return wire.AppendHeartbeatB(nil, now) },
@@ -86,12 +87,16 @@ func (w *wsB) connect(ms *melody.Session) {
 	c.authenticate()
 }
 
+// logger is built when needed: most connections never log.
+func (c *wsBConn) logger() *slog.Logger {
+	return c.w.cfg.Logger.With("conn", c.id, "remote", c.remote)
+}
+
 // authenticate checks the upgrade request's key, then its since, then
 // takes the lease (repeat connection before limit, SPEC §5); a refusal
 // closes the connection with 1008.
 func (c *wsBConn) authenticate() {
-	r := c.ms.Request
-	ctx := r.Context()
+	r, ctx := c.ms.Request, c.ctx
 	key, ok := requestKeyB(r.URL.Query(), r.Header)
 	if !ok {
 		c.refuse(wire.ErrnoForbidden, wire.MsgForbidden)
@@ -115,7 +120,7 @@ func (c *wsBConn) authenticate() {
 		c.since = &p
 	}
 	err = c.w.cfg.Leases.Acquire(ctx, store.LeaseAcquireParams{
-		ID: c.id, KeyID: auth.id, Client: auth.client, Protocol: store.ProtocolEOSPark, RemoteAddr: r.RemoteAddr,
+		ID: c.id, KeyID: auth.id, Client: auth.client, Protocol: store.ProtocolEOSPark, RemoteAddr: c.remote,
 	})
 	switch {
 	case errors.Is(err, store.ErrRepeatConnection):
@@ -165,7 +170,7 @@ func (c *wsBConn) closeWith(frame []byte, reason string) {
 // client may try again later (SPEC §2.3 "Outages").
 func (c *wsBConn) unavailable(err error) {
 	if !errors.Is(err, context.Canceled) {
-		c.log.Error("protocol B request failed", "err", err)
+		c.logger().Error("protocol B request failed", "err", err)
 	}
 	c.sess.Close(wire.CloseTryAgain, wire.MsgServiceUnavailable)
 }
@@ -221,7 +226,7 @@ func replyB(msgType, reason string) []byte {
 // attached channels, sorted: a contract detached since it was subscribed
 // stays in next but receives nothing (SPEC §2.2).
 func (c *wsBConn) apply(next subsB, known []string, reply []byte) {
-	ctx := c.ms.Request.Context()
+	ctx := c.ctx
 	var channels []string
 	for name := range next {
 		if _, ok := slices.BinarySearch(known, name); ok {
@@ -262,7 +267,7 @@ func (c *wsBConn) gone() {
 	if !c.leased {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ms.Request.Context()), releaseTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), releaseTimeout)
 	defer cancel()
 	c.w.cfg.Leases.Release(ctx, c.id)
 }

@@ -3,7 +3,10 @@ package api
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"net/http"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -64,7 +67,7 @@ func unknownChannelName(err error) string {
 	return strings.TrimPrefix(err.Error(), hub.ErrUnknownChannel.Error()+": ")
 }
 
-// melodyConn is a WebSocket connection's state, kept under wsKey.
+// melodyConn is a WebSocket connection's state, kept in its batchConn.
 type melodyConn interface {
 	message(data []byte)
 	binary()
@@ -75,20 +78,30 @@ type melodyConn interface {
 // writeBuffers is the WebSocket write buffers' pool (gorilla's BufferPool).
 var writeBuffers = &sync.Pool{}
 
-// newMelody returns a melody instance for hub sessions; the caller adds
-// HandleConnect, which stores the connection's melodyConn under wsKey.
-func newMelody(cfg Config, protocol string) *melody.Melody {
+// newMelody returns a melody instance for hub sessions; connect sets the
+// connection's melodyConn as its batchConn's owner.
+func newMelody(cfg Config, protocol string, connect func(*melody.Session)) *melody.Melody {
 	m := melody.New()
 	// Write buffers come from a pool shared by every connection and are
 	// held only while a message is written, so an idle connection holds
 	// none; they are large enough that a big row goes out in few frames.
 	m.Upgrader.WriteBufferPool = writeBuffers
 	m.Upgrader.WriteBufferSize = 16 << 10
+	// The read buffer is the connection's own for its life; clients send
+	// requests of a few hundred bytes.
+	m.Upgrader.ReadBufferSize = 512
 	m.Config.MessageBufferSize = wsCredits + 1           // see wsCredits
 	m.Config.MaxMessageSize = int64(cfg.MaxMessageBytes) // gorilla closes with 1009 past it
 	m.Config.WriteWait = cfg.WriteTimeout
-	get := func(ms *melody.Session) melodyConn { return ms.MustGet(wsKey).(melodyConn) }
-	m.HandleMessage(func(ms *melody.Session, data []byte) { get(ms).message(data) })
+	get := func(ms *melody.Session) melodyConn { return socketOf(ms).owner }
+	m.HandleConnect(func(ms *melody.Session) {
+		onShortStack(func() { connect(ms) })
+		// Melody keeps the upgrade request for the connection's life;
+		// connect took what it needs, and an idle connection need not hold
+		// a kilobyte of headers.
+		ms.Request = nil
+	})
+	m.HandleMessage(func(ms *melody.Session, data []byte) { onShortStack(func() { get(ms).message(data) }) })
 	m.HandleMessageBinary(func(ms *melody.Session, _ []byte) { get(ms).binary() })
 	m.HandleSentMessage(func(ms *melody.Session, _ []byte) {
 		socketOf(ms).written()
@@ -99,7 +112,7 @@ func newMelody(cfg Config, protocol string) *melody.Melody {
 		switch {
 		case errors.Is(err, melody.ErrMessageBufferFull):
 			socketOf(ms).written() // dropped
-			cfg.Logger.Error("websocket buffer overflow", "protocol", protocol, "remote", ms.Request.RemoteAddr)
+			cfg.Logger.Error("websocket buffer overflow", "protocol", protocol, "remote", ms.RemoteAddr().String())
 		case writeTimedOut(err):
 			get(ms).session().Jammed() // melody drops the connection next (SPEC §6)
 		}
@@ -107,17 +120,65 @@ func newMelody(cfg Config, protocol string) *melody.Melody {
 	return m
 }
 
-// serveMelody upgrades a request; the connection is counted in cfg.Conns
+// onShortStack runs f on a goroutine of its own and waits for it. The
+// connection's read goroutine lives as long as the connection, and a
+// goroutine's stack grows to the deepest call it made but shrinks only
+// slowly; the handlers call the database through pgx, which is deep. So
+// they run on goroutines that end, and an idle connection keeps only the
+// few KiB its read needs. Client messages are rare, and a goroutine costs
+// well under a microsecond.
+func onShortStack(f func()) {
+	done := make(chan any)
+	go func() { // ends with f
+		defer func() { done <- recover() }()
+		f()
+	}()
+	if p := <-done; p != nil {
+		panic(p) // for recoverConn, on the connection's goroutine
+	}
+}
+
+// serveMelody upgrades a request. The connection then lives on a
+// goroutine of its own, and the handler returns: net/http keeps what it
+// allocated for a request (8 KiB of buffers, the response, the goroutine's
+// grown stack) until the handler returns, and an idle connection should
+// not hold it for its lifetime. The connection is counted in cfg.Conns
 // until it ends, since http.Server.Shutdown does not wait for it.
 func serveMelody(cfg Config, m *melody.Melody, c echo.Context) error {
+	h := &batchHijacker{ResponseWriter: c.Response(), done: make(chan struct{})}
+	// The request's context ends when the handler returns, and through
+	// its parents it holds net/http's per-connection state; the
+	// connection's database calls must outlive both.
+	r := c.Request().WithContext(context.Background())
 	if cfg.Conns != nil {
 		cfg.Conns.wg.Add(1)
+	}
+	go serveConn(cfg, m, h, r)
+	<-h.done // hijacked, or the upgrade failed and answered
+	return nil
+}
+
+// serveConn runs a connection to its end.
+func serveConn(cfg Config, m *melody.Melody, h *batchHijacker, r *http.Request) {
+	if cfg.Conns != nil {
 		defer cfg.Conns.wg.Done()
 	}
-	if err := m.HandleRequest(&batchHijacker{ResponseWriter: c.Response()}, c.Request()); err != nil {
+	defer h.handOver()
+	defer recoverConn(cfg.Logger, h, r.RemoteAddr)
+	if err := m.HandleRequest(h, r); err != nil {
 		cfg.Logger.Debug("websocket upgrade failed", "err", err)
 	}
-	return nil
+}
+
+// recoverConn logs a panic of a connection's goroutine and drops the
+// connection: one connection's bug must not end the process.
+func recoverConn(log *slog.Logger, h *batchHijacker, remote string) {
+	if err := recover(); err != nil {
+		log.Error("websocket connection panic", "remote", remote, "err", err, "stack", string(debug.Stack()))
+		if h.conn != nil {
+			_ = h.conn.Close()
+		}
+	}
 }
 
 // socketSendBuffer is the kernel's send buffer per socket: modest, so that

@@ -70,9 +70,6 @@ const (
 // releaseTimeout bounds the release of a lease after its connection ended.
 const releaseTimeout = 5 * time.Second
 
-// wsKey is the melody session key under which the connection's state lives.
-const wsKey = "conn"
-
 // wsA serves protocol A (SPEC §4) on one melody instance.
 type wsA struct {
 	cfg Config
@@ -80,8 +77,8 @@ type wsA struct {
 }
 
 func newWSA(cfg Config) *wsA {
-	w := &wsA{cfg: cfg, m: newMelody(cfg, "A")}
-	w.m.HandleConnect(w.connect)
+	w := &wsA{cfg: cfg}
+	w.m = newMelody(cfg, "A", w.connect)
 	return w
 }
 
@@ -97,7 +94,8 @@ type wsConn struct {
 	ms     *melody.Session
 	sock   *batchConn
 	sess   *hub.Session
-	log    *slog.Logger
+	ctx    context.Context // outlives the upgrade request (see serveMelody)
+	remote string
 	authed atomic.Bool // a subscribe succeeded once; the auth timer checks it
 	timer  *time.Timer
 	// closeErr is the error frame sent right before the close frame.
@@ -115,8 +113,8 @@ type wsConn struct {
 
 func (w *wsA) connect(ms *melody.Session) {
 	id := rand.Text()
-	c := &wsConn{w: w, ms: ms, sock: socketOf(ms), id: id, log: w.cfg.Logger.With("conn", id, "remote", ms.Request.RemoteAddr)}
-	ms.Set(wsKey, c)
+	c := &wsConn{w: w, ms: ms, sock: socketOf(ms), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
+	c.sock.owner = c
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolA, Credits: wsCredits,
 		Heartbeat:      func(time.Time) []byte { return wire.AppendHeartbeatA(nil) },
@@ -148,10 +146,18 @@ func writeTimedOut(err error) bool {
 	return strings.HasPrefix(msg, "write") || msg == "websocket: write timeout"
 }
 
+// stopTimer stops the auth timer and drops it, which an idle connection
+// need not hold.
 func (c *wsConn) stopTimer() {
 	if c.timer != nil {
 		c.timer.Stop()
+		c.timer = nil
 	}
+}
+
+// logger is built when needed: most connections never log.
+func (c *wsConn) logger() *slog.Logger {
+	return c.w.cfg.Logger.With("conn", c.id, "remote", c.remote)
 }
 
 // headerKey returns the key the upgrade request's headers name (SPEC
@@ -197,8 +203,7 @@ func (c *wsConn) headerAuth(key string) {
 		c.closeWith(wire.ClosePolicy, wire.MsgInvalidToken)
 		return
 	}
-	ctx := c.ms.Request.Context()
-	auth, err := lookupKey(ctx, c.w.cfg.Store, key)
+	auth, err := lookupKey(c.ctx, c.w.cfg.Store, key)
 	switch {
 	case errors.Is(err, errKeyRefused):
 		c.closeWith(wire.ClosePolicy, wire.MsgInvalidToken)
@@ -207,7 +212,7 @@ func (c *wsConn) headerAuth(key string) {
 		c.unavailable(err)
 		return
 	}
-	if c.acquireLease(ctx, auth, nil) {
+	if c.acquireLease(c.ctx, auth, nil) {
 		c.key, c.keyID, c.client = auth.key, auth.id, auth.client
 		c.authed.Store(true)
 	}
@@ -284,7 +289,7 @@ func (c *wsConn) unsubscribe() {
 // subscribe checks a subscribe in the order of SPEC §4 step 7 and, when
 // it passes, replaces the connection's subscription.
 func (c *wsConn) subscribe(req wire.Request) {
-	ctx := c.ms.Request.Context()
+	ctx := c.ctx
 	key, ok := c.subscribeKey(req)
 	if !ok {
 		return
@@ -390,7 +395,7 @@ func (c *wsConn) resolveChannels(names []string) ([]string, bool) {
 func (c *wsConn) acquireLease(ctx context.Context, auth apiKeyAuth, channels []string) bool {
 	err := c.w.cfg.Leases.Acquire(ctx, store.LeaseAcquireParams{
 		ID: c.id, KeyID: auth.id, Client: auth.client,
-		Protocol: store.ProtocolWS, RemoteAddr: c.ms.Request.RemoteAddr, Channels: channels,
+		Protocol: store.ProtocolWS, RemoteAddr: c.remote, Channels: channels,
 	})
 	switch {
 	case errors.Is(err, store.ErrConnectionLimit):
@@ -410,7 +415,7 @@ func (c *wsConn) releaseLease() {
 	if !c.leased {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ms.Request.Context()), releaseTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), releaseTimeout)
 	defer cancel()
 	c.w.cfg.Leases.Release(ctx, c.id)
 	// A refused subscribe holds nothing (SPEC §3): without a lease the
@@ -431,7 +436,7 @@ func (c *wsConn) subscribeFailed(err error) {
 // client may try again later (SPEC §4.2).
 func (c *wsConn) unavailable(err error) {
 	if !errors.Is(err, context.Canceled) {
-		c.log.Error("protocol A subscribe failed", "err", err)
+		c.logger().Error("protocol A subscribe failed", "err", err)
 	}
 	c.closeWith(wire.CloseTryAgain, wire.MsgServiceUnavailable)
 }

@@ -96,7 +96,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.AdminToken, "admin-token", "", "the running hub's admin token (with -url)")
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "the running hub's database (with -url)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the running hub's pid, for CPU and RSS (with -url)")
-	fs.StringVar(&hubEnv, "hub-env", "", "extra NAME=value,... for the hub hubload starts")
+	fs.StringVar(&hubEnv, "hub-env", "", "extra HUB_NAME=value,... (or GODEBUG=…, GOGC=…) for the hub hubload starts")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -163,7 +163,9 @@ func (c config) validate() error {
 		check(c.DatabaseURL != "" || c.AdminToken != "", "-database-url, -admin-token: only with -url")
 	}
 	for _, kv := range c.HubEnv {
-		check(!strings.HasPrefix(kv, "HUB_") || !strings.Contains(kv, "="), fmt.Sprintf("-hub-env: %q is not HUB_NAME=value", kv))
+		name, _, found := strings.Cut(kv, "=")
+		ok := found && (strings.HasPrefix(name, "HUB_") || strings.HasPrefix(name, "GO")) // GOGC, GODEBUG, …
+		check(!ok, fmt.Sprintf("-hub-env: %q is not HUB_NAME=value or GONAME=value", kv))
 	}
 	return errors.Join(errs...)
 }
