@@ -8,7 +8,8 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o /out/hub ./server
+# adaptivestackstart=0: see HUB_LDFLAGS in the Makefile.
+RUN CGO_ENABLED=0 go build -trimpath -ldflags='-s -w -X=runtime.godebugDefault=adaptivestackstart=0' -o /out/hub ./server
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/hub /usr/local/bin/hub

@@ -47,7 +47,7 @@ type wsB struct {
 // (default 10s). cfg has its defaults applied.
 func newWSB(cfg Config, heartbeat time.Duration) *wsB {
 	w := &wsB{cfg: cfg, heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat)}
-	w.m = newMelody(cfg, "B", w.connect)
+	w.m = newMelody(cfg, w.connect)
 	return w
 }
 
@@ -60,7 +60,7 @@ type wsBConn struct {
 	id     string // the connection's and its lease's ID
 	w      *wsB
 	ms     *melody.Session
-	sock   *batchConn
+	out    *wsWriter
 	sess   *hub.Session
 	ctx    context.Context // outlives the upgrade request (see serveMelody)
 	remote string
@@ -77,13 +77,15 @@ type wsBConn struct {
 
 func (w *wsB) connect(ms *melody.Session) {
 	id := rand.Text()
-	c := &wsBConn{w: w, ms: ms, sock: socketOf(ms), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
-	c.sock.owner = c
+	sock := socketOf(ms)
+	c := &wsBConn{w: w, ms: ms, out: newWSWriter(sock, w.cfg.WriteTimeout), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
+	sock.owner = c
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolB, Credits: wsCredits,
 		Heartbeat:      func(now time.Time) []byte { return wire.AppendHeartbeatB(nil, now) },
 		HeartbeatEvery: w.heartbeat,
 	})
+	c.out.attach(c.sess)
 	c.authenticate()
 }
 
@@ -176,17 +178,16 @@ func (c *wsBConn) unavailable(err error) {
 }
 
 // Send implements hub.Conn; the buffer has room (see wsCredits).
-func (c *wsBConn) Send(frame []byte) { c.sock.send(c.ms, frame) }
+func (c *wsBConn) Send(frame []byte) { c.out.send(frame) }
 
 // Close implements hub.Conn: the refusal frame, or else the close message
 // of SPEC §5, then the close frame. The buffer keeps room for both.
 func (c *wsBConn) Close(code int, reason string) {
+	last := wire.AppendCloseB(nil, code, reason)
 	if f := c.refusal.Load(); f != nil {
-		c.sock.send(c.ms, *f)
-	} else {
-		c.sock.send(c.ms, wire.AppendCloseB(nil, code, reason))
+		last = *f
 	}
-	_ = c.ms.CloseWithMsg(melody.FormatCloseMessage(code, wire.CloseReason(reason)))
+	c.out.close(last, code, wire.CloseReason(reason))
 }
 
 func (c *wsBConn) sendError(msg string) { c.sess.Send(wire.AppendErrorB(nil, msg)) }
@@ -263,6 +264,7 @@ func (c *wsBConn) binary() { c.sendError(wire.MsgInvalidMessage) }
 
 // gone ends the connection's hub session and releases its lease.
 func (c *wsBConn) gone() {
+	c.out.stop()
 	c.sess.Gone()
 	if !c.leased {
 		return

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"runtime/debug"
@@ -67,7 +68,7 @@ func unknownChannelName(err error) string {
 	return strings.TrimPrefix(err.Error(), hub.ErrUnknownChannel.Error()+": ")
 }
 
-// melodyConn is a WebSocket connection's state, kept in its batchConn.
+// melodyConn is a WebSocket connection's state, kept in its wsSocket.
 type melodyConn interface {
 	message(data []byte)
 	binary()
@@ -75,24 +76,24 @@ type melodyConn interface {
 	gone()
 }
 
-// writeBuffers is the WebSocket write buffers' pool (gorilla's BufferPool).
-var writeBuffers = &sync.Pool{}
+// unusedWriteBuffers keeps gorilla from allocating a write buffer per
+// connection: data goes out through wsWriter, and gorilla's control frames
+// need none.
+var unusedWriteBuffers = &sync.Pool{}
 
 // newMelody returns a melody instance for hub sessions; connect sets the
-// connection's melodyConn as its batchConn's owner.
-func newMelody(cfg Config, protocol string, connect func(*melody.Session)) *melody.Melody {
+// connection's melodyConn as its wsSocket's owner. Melody upgrades, reads
+// and tracks the sessions; wsWriter writes (see there why).
+func newMelody(cfg Config, connect func(*melody.Session)) *melody.Melody {
 	m := melody.New()
-	// Write buffers come from a pool shared by every connection and are
-	// held only while a message is written, so an idle connection holds
-	// none; they are large enough that a big row goes out in few frames.
-	m.Upgrader.WriteBufferPool = writeBuffers
-	m.Upgrader.WriteBufferSize = 16 << 10
+	m.Upgrader.WriteBufferPool = unusedWriteBuffers
 	// The read buffer is the connection's own for its life; clients send
 	// requests of a few hundred bytes.
 	m.Upgrader.ReadBufferSize = 512
-	m.Config.MessageBufferSize = wsCredits + 1           // see wsCredits
+	m.Config.MessageBufferSize = 1                       // melody writes nothing
+	m.Config.PingPeriod = math.MaxInt64                  // wsWriter pings
+	m.Config.PongWait = wsPongWait                       // melody's reader waits for the pongs
 	m.Config.MaxMessageSize = int64(cfg.MaxMessageBytes) // gorilla closes with 1009 past it
-	m.Config.WriteWait = cfg.WriteTimeout
 	get := func(ms *melody.Session) melodyConn { return socketOf(ms).owner }
 	m.HandleConnect(func(ms *melody.Session) {
 		onShortStack(func() { connect(ms) })
@@ -103,20 +104,7 @@ func newMelody(cfg Config, protocol string, connect func(*melody.Session)) *melo
 	})
 	m.HandleMessage(func(ms *melody.Session, data []byte) { onShortStack(func() { get(ms).message(data) }) })
 	m.HandleMessageBinary(func(ms *melody.Session, _ []byte) { get(ms).binary() })
-	m.HandleSentMessage(func(ms *melody.Session, _ []byte) {
-		socketOf(ms).written()
-		get(ms).session().Sent()
-	})
 	m.HandleDisconnect(func(ms *melody.Session) { get(ms).gone() })
-	m.HandleError(func(ms *melody.Session, err error) {
-		switch {
-		case errors.Is(err, melody.ErrMessageBufferFull):
-			socketOf(ms).written() // dropped
-			cfg.Logger.Error("websocket buffer overflow", "protocol", protocol, "remote", ms.RemoteAddr().String())
-		case writeTimedOut(err):
-			get(ms).session().Jammed() // melody drops the connection next (SPEC §6)
-		}
-	})
 	return m
 }
 
@@ -145,7 +133,7 @@ func onShortStack(f func()) {
 // not hold it for its lifetime. The connection is counted in cfg.Conns
 // until it ends, since http.Server.Shutdown does not wait for it.
 func serveMelody(cfg Config, m *melody.Melody, c echo.Context) error {
-	h := &batchHijacker{ResponseWriter: c.Response(), done: make(chan struct{})}
+	h := &wsHijacker{ResponseWriter: c.Response(), done: make(chan struct{})}
 	// The request's context ends when the handler returns, and through
 	// its parents it holds net/http's per-connection state; the
 	// connection's database calls must outlive both.
@@ -159,7 +147,7 @@ func serveMelody(cfg Config, m *melody.Melody, c echo.Context) error {
 }
 
 // serveConn runs a connection to its end.
-func serveConn(cfg Config, m *melody.Melody, h *batchHijacker, r *http.Request) {
+func serveConn(cfg Config, m *melody.Melody, h *wsHijacker, r *http.Request) {
 	if cfg.Conns != nil {
 		defer cfg.Conns.wg.Done()
 	}
@@ -172,7 +160,7 @@ func serveConn(cfg Config, m *melody.Melody, h *batchHijacker, r *http.Request) 
 
 // recoverConn logs a panic of a connection's goroutine and drops the
 // connection: one connection's bug must not end the process.
-func recoverConn(log *slog.Logger, h *batchHijacker, remote string) {
+func recoverConn(log *slog.Logger, h *wsHijacker, remote string) {
 	if err := recover(); err != nil {
 		log.Error("websocket connection panic", "remote", remote, "err", err, "stack", string(debug.Stack()))
 		if h.conn != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -55,9 +54,8 @@ func (c *Conns) Wait(ctx context.Context) error {
 	}
 }
 
-// wsCredits is how many frames the hub may have outstanding in a
-// connection's melody buffer; the buffer has one more slot, so that an
-// error frame and the close frame after it always fit (SPEC §4.1).
+// wsCredits is how many frames the hub may have handed to a connection's
+// writer and not yet seen written: the most one write carries.
 const wsCredits = 16
 
 // maxInvalid invalid messages are answered within invalidWindow; the next
@@ -78,7 +76,7 @@ type wsA struct {
 
 func newWSA(cfg Config) *wsA {
 	w := &wsA{cfg: cfg}
-	w.m = newMelody(cfg, "A", w.connect)
+	w.m = newMelody(cfg, w.connect)
 	return w
 }
 
@@ -92,7 +90,7 @@ type wsConn struct {
 	id     string // the connection's and its lease's ID
 	w      *wsA
 	ms     *melody.Session
-	sock   *batchConn
+	out    *wsWriter
 	sess   *hub.Session
 	ctx    context.Context // outlives the upgrade request (see serveMelody)
 	remote string
@@ -113,13 +111,15 @@ type wsConn struct {
 
 func (w *wsA) connect(ms *melody.Session) {
 	id := rand.Text()
-	c := &wsConn{w: w, ms: ms, sock: socketOf(ms), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
-	c.sock.owner = c
+	sock := socketOf(ms)
+	c := &wsConn{w: w, ms: ms, out: newWSWriter(sock, w.cfg.WriteTimeout), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
+	sock.owner = c
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolA, Credits: wsCredits,
 		Heartbeat:      func(time.Time) []byte { return wire.AppendHeartbeatA(nil) },
 		HeartbeatEvery: w.cfg.HeartbeatInterval,
 	})
+	c.out.attach(c.sess)
 	if key, present := headerKey(ms.Request.Header); present {
 		c.headerAuth(key) // no auth timeout then (SPEC §4.4)
 		return
@@ -129,21 +129,6 @@ func (w *wsA) connect(ms *melody.Session) {
 			c.closeWith(wire.ClosePolicy, wire.MsgSubscribeTimeout)
 		}
 	})
-}
-
-// writeTimedOut reports whether err is a socket write that blocked past
-// the write timeout: the socket is jammed. gorilla/websocket v1.5.0 hands
-// it over flattened into its own net.Error, keeping only the text of the
-// failed operation ("write tcp …" or, for large frames, "writev tcp …"), or
-// as its control frames' "websocket: write timeout"; a read timeout (a
-// missing pong) is not one.
-func writeTimedOut(err error) bool {
-	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() {
-		return false
-	}
-	msg := err.Error()
-	return strings.HasPrefix(msg, "write") || msg == "websocket: write timeout"
 }
 
 // stopTimer stops the auth timer and drops it, which an idle connection
@@ -223,14 +208,15 @@ func (c *wsConn) session() *hub.Session { return c.sess }
 func (c *wsConn) binary() { c.invalidMessage() }
 
 // Send implements hub.Conn; the buffer has room (see wsCredits).
-func (c *wsConn) Send(frame []byte) { c.sock.send(c.ms, frame) }
+func (c *wsConn) Send(frame []byte) { c.out.send(frame) }
 
 // Close implements hub.Conn.
 func (c *wsConn) Close(code int, reason string) {
+	var last []byte
 	if f := c.closeErr.Load(); f != nil {
-		c.sock.send(c.ms, *f)
+		last = *f
 	}
-	_ = c.ms.CloseWithMsg(melody.FormatCloseMessage(code, wire.CloseReason(reason)))
+	c.out.close(last, code, wire.CloseReason(reason))
 }
 
 // closeWith sends the error frame msg, then closes with code and msg.
@@ -444,6 +430,7 @@ func (c *wsConn) unavailable(err error) {
 // gone ends the connection's hub session and releases its lease.
 func (c *wsConn) gone() {
 	c.stopTimer()
+	c.out.stop()
 	c.sess.Gone()
 	c.releaseLease()
 }

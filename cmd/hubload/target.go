@@ -70,7 +70,7 @@ func (t *target) start(ctx context.Context, hubEnv []string, log io.Writer) erro
 	}
 	bin := filepath.Join(dir, "hub")
 	fmt.Fprintf(log, "building the hub into %s\n", bin)
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/hubdev/hub/server")
+	build := exec.CommandContext(ctx, "go", "build", "-ldflags="+hubLDFlags, "-o", bin, "github.com/hubdev/hub/server")
 	build.Stdout, build.Stderr = log, log
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("go build the hub: %w", err)
@@ -106,6 +106,10 @@ func (t *target) startCluster(ctx context.Context, log io.Writer) error {
 	t.databaseURL = c.URL("hub")
 	return nil
 }
+
+// hubLDFlags are the Makefile's HUB_LDFLAGS, with which `make run` and
+// `make build` build the hub.
+const hubLDFlags = "-X=runtime.godebugDefault=adaptivestackstart=0"
 
 // startHub runs bin on the private cluster and waits until it is ready.
 func (t *target) startHub(ctx context.Context, bin string, hubEnv []string, log io.Writer) error {

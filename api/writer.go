@@ -1,0 +1,242 @@
+package api
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/hubdev/hub/hub"
+)
+
+// wsWriter writes a WebSocket connection's frames in place of melody's
+// writer, for what profiles of the hub under load showed (issue 7):
+//   - melody writes one message per write(2), and under fan-out those
+//     system calls were two thirds of the hub's CPU; the writer takes
+//     every frame waiting and writes them with one;
+//   - melody's writer goroutine lives as long as the connection, and a
+//     goroutine that wrote once keeps a stack of 4 KiB or more; the
+//     writer's goroutine runs only while there is something to write, so
+//     an idle connection keeps melody's reader and melody's writer, which
+//     writes nothing and keeps the smallest stack.
+//
+// Melody still upgrades, reads and tracks the sessions. Gorilla still
+// answers the client's pings and close frames from the read goroutine;
+// each frame is one Write call on the socket, which net.Conn keeps whole,
+// so frames never interleave.
+type wsWriter struct {
+	sock    net.Conn
+	timeout time.Duration
+	pinger  *time.Timer
+
+	mu      sync.Mutex
+	sess    *hub.Session // nil until attach
+	unacked int          // frames written before attach
+	frames  [][]byte     // handed by the session, oldest first
+	spare   [][]byte     // the last batch's slice, for the next one
+	last    []byte       // the frame right before the close frame
+	closing []byte       // the close frame's payload, once close was called
+	ping    bool         // a ping is due
+	running bool         // a goroutine runs write
+	ended   bool         // the close frame is out or the socket failed
+}
+
+// Server frames are not masked (RFC 6455 §5.1).
+const (
+	opText  = 0x1
+	opClose = 0x8
+	opPing  = 0x9
+)
+
+// wsPongWait is how long a connection may stay silent, pongs included,
+// before melody's reader gives up on it; a ping goes out every
+// wsPingPeriod. Melody's defaults.
+const (
+	wsPongWait   = 60 * time.Second
+	wsPingPeriod = wsPongWait * 9 / 10
+)
+
+// frameBuffers holds the writers' buffers; a writer takes one only while
+// it writes.
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+
+// maxPooledFrameBuffer keeps a buffer grown by a large row out of the pool.
+const maxPooledFrameBuffer = 256 << 10
+
+// newWSWriter returns the writer of sock; it pings every wsPingPeriod
+// until stop.
+func newWSWriter(sock net.Conn, timeout time.Duration) *wsWriter {
+	w := &wsWriter{sock: sock, timeout: timeout}
+	w.pinger = time.AfterFunc(wsPingPeriod, w.pingDue)
+	return w
+}
+
+// attach names the session whose frames the writer writes, which it tells
+// when they are written (hub.Session.Sent) or jam.
+func (w *wsWriter) attach(s *hub.Session) {
+	w.mu.Lock()
+	w.sess = s
+	n := w.unacked
+	w.unacked = 0
+	w.mu.Unlock()
+	for range n {
+		s.Sent()
+	}
+}
+
+// send queues a frame the session handed over.
+func (w *wsWriter) send(frame []byte) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended || w.closing != nil {
+		return
+	}
+	w.frames = append(w.frames, frame)
+	w.start()
+}
+
+// close queues last (when not nil) and then the close frame; the socket is
+// closed after them, and nothing more is written.
+func (w *wsWriter) close(last []byte, code int, reason string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended || w.closing != nil {
+		return
+	}
+	w.last, w.closing = last, websocket.FormatCloseMessage(code, reason)
+	w.start()
+}
+
+func (w *wsWriter) pingDue() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ended {
+		return
+	}
+	w.ping = true
+	w.start()
+	w.pinger.Reset(wsPingPeriod)
+}
+
+// stop ends the pings; the connection is gone.
+func (w *wsWriter) stop() {
+	w.pinger.Stop()
+	w.mu.Lock()
+	w.ended = true
+	w.mu.Unlock()
+}
+
+// start must be called with w.mu held.
+func (w *wsWriter) start() {
+	if !w.running {
+		w.running = true
+		go w.write() // ends when nothing is left to write
+	}
+}
+
+// write writes what is queued, in batches, until nothing is.
+func (w *wsWriter) write() {
+	buf := frameBuffers.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= maxPooledFrameBuffer {
+			*buf = (*buf)[:0]
+			frameBuffers.Put(buf)
+		}
+	}()
+	for {
+		w.mu.Lock()
+		frames, last, closing, ping := w.frames, w.last, w.closing, w.ping
+		if w.ended || len(frames) == 0 && closing == nil && !ping {
+			w.running = false
+			w.frames, w.spare = nil, nil // an idle connection holds no slice
+			w.mu.Unlock()
+			return
+		}
+		w.frames, w.spare, w.last, w.ping = w.spare, nil, nil, false
+		if closing != nil {
+			w.ended = true
+		}
+		w.mu.Unlock()
+
+		b := (*buf)[:0]
+		if ping {
+			b = appendFrame(b, opPing, nil)
+		}
+		for _, f := range frames {
+			b = appendFrame(b, opText, f)
+		}
+		if closing != nil {
+			if last != nil {
+				b = appendFrame(b, opText, last)
+			}
+			b = appendFrame(b, opClose, closing)
+		}
+		*buf = b
+		_ = w.sock.SetWriteDeadline(time.Now().Add(w.timeout))
+		_, err := w.sock.Write(b)
+		if err != nil {
+			w.fail(err)
+			return
+		}
+		w.written(frames)
+		if closing != nil {
+			w.mu.Lock()
+			w.running = false
+			w.mu.Unlock()
+			_ = w.sock.Close() // as melody does after its close frame
+			return
+		}
+	}
+}
+
+// written tells the session that frames are written, and keeps their
+// slice for the next batch.
+func (w *wsWriter) written(frames [][]byte) {
+	n := len(frames)
+	clear(frames)
+	w.mu.Lock()
+	w.spare = frames[:0]
+	s := w.sess
+	if s == nil {
+		w.unacked += n
+	}
+	w.mu.Unlock()
+	if s != nil {
+		for range n {
+			s.Sent()
+		}
+	}
+}
+
+// fail ends the connection after a failed write. A write that blocked past
+// the write timeout is a jammed socket: a slow consumer (SPEC §6).
+func (w *wsWriter) fail(err error) {
+	w.mu.Lock()
+	w.ended, w.running = true, false
+	s := w.sess
+	w.mu.Unlock()
+	if s != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		s.Jammed()
+	}
+	_ = w.sock.Close() // melody's reader ends, and the connection with it
+}
+
+// appendFrame appends a final, unmasked frame (RFC 6455 §5.2).
+func appendFrame(b []byte, op byte, payload []byte) []byte {
+	b = append(b, 0x80|op)
+	switch n := len(payload); {
+	case n < 126:
+		b = append(b, byte(n))
+	case n <= 0xFFFF:
+		b = append(b, 126)
+		b = binary.BigEndian.AppendUint16(b, uint16(n))
+	default:
+		b = append(b, 127)
+		b = binary.BigEndian.AppendUint64(b, uint64(n))
+	}
+	return append(b, payload...)
+}
