@@ -47,7 +47,7 @@ type wsB struct {
 // (default 10s). cfg has its defaults applied.
 func newWSB(cfg Config, heartbeat time.Duration) *wsB {
 	w := &wsB{cfg: cfg, heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat)}
-	w.m = newMelody(cfg, w.connect)
+	w.m = newMelody(cfg, w.heartbeat, w.connect)
 	return w
 }
 
@@ -82,7 +82,10 @@ func (w *wsB) connect(ms *melody.Session) {
 	sock.owner = c
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolB, Credits: wsCredits,
-		Heartbeat:      func(now time.Time) []byte { return wire.AppendHeartbeatB(nil, now) },
+		Heartbeat: func(now time.Time) []byte {
+			c.out.pingNext()
+			return wire.AppendHeartbeatB(nil, now)
+		},
 		HeartbeatEvery: w.heartbeat,
 	})
 	c.out.attach(c.sess)

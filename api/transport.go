@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/olahol/melody"
@@ -81,18 +82,20 @@ type melodyConn interface {
 // need none.
 var unusedWriteBuffers = &sync.Pool{}
 
-// newMelody returns a melody instance for hub sessions; connect sets the
-// connection's melodyConn as its wsSocket's owner. Melody upgrades, reads
-// and tracks the sessions; wsWriter writes (see there why).
-func newMelody(cfg Config, connect func(*melody.Session)) *melody.Melody {
+// newMelody returns a melody instance for hub sessions whose heartbeats
+// come every heartbeat, each with a ping; connect sets the connection's
+// melodyConn as its wsSocket's owner. Melody upgrades, reads and tracks
+// the sessions; wsWriter writes (see there why).
+func newMelody(cfg Config, heartbeat time.Duration, connect func(*melody.Session)) *melody.Melody {
 	m := melody.New()
 	m.Upgrader.WriteBufferPool = unusedWriteBuffers
-	// The read buffer is the connection's own for its life; clients send
-	// requests of a few hundred bytes.
-	m.Upgrader.ReadBufferSize = 512
+	// The read buffer is the connection's own for its life, and gorilla
+	// needs no more than a control frame's 125 bytes: clients send few
+	// requests, and longer ones are read past the buffer.
+	m.Upgrader.ReadBufferSize = 128
 	m.Config.MessageBufferSize = 1                       // melody writes nothing
-	m.Config.PingPeriod = math.MaxInt64                  // wsWriter pings
-	m.Config.PongWait = wsPongWait                       // melody's reader waits for the pongs
+	m.Config.PingPeriod = math.MaxInt64                  // wsWriter pings with the heartbeats
+	m.Config.PongWait = heartbeat + pongGrace            // melody's reader waits for the pongs
 	m.Config.MaxMessageSize = int64(cfg.MaxMessageBytes) // gorilla closes with 1009 past it
 	get := func(ms *melody.Session) melodyConn { return socketOf(ms).owner }
 	m.HandleConnect(func(ms *melody.Session) {

@@ -22,7 +22,9 @@ import (
 //     goroutine that wrote once keeps a stack of 4 KiB or more; the
 //     writer's goroutine runs only while there is something to write, so
 //     an idle connection keeps melody's reader and melody's writer, which
-//     writes nothing and keeps the smallest stack.
+//     writes nothing and keeps the smallest stack;
+//   - melody pings from a ticker per connection; the writer sends a ping
+//     with each of the hub's heartbeats instead.
 //
 // Melody still upgrades, reads and tracks the sessions. Gorilla still
 // answers the client's pings and close frames from the read goroutine;
@@ -31,7 +33,6 @@ import (
 type wsWriter struct {
 	sock    net.Conn
 	timeout time.Duration
-	pinger  *time.Timer
 
 	mu      sync.Mutex
 	sess    *hub.Session // nil until attach
@@ -52,13 +53,10 @@ const (
 	opPing  = 0x9
 )
 
-// wsPongWait is how long a connection may stay silent, pongs included,
-// before melody's reader gives up on it; a ping goes out every
-// wsPingPeriod. Melody's defaults.
-const (
-	wsPongWait   = 60 * time.Second
-	wsPingPeriod = wsPongWait * 9 / 10
-)
+// pongGrace is how long after a heartbeat's ping its pong may come before
+// melody's reader gives up on the connection: a client whose pongs stop is
+// dropped within a heartbeat interval and this.
+const pongGrace = time.Minute
 
 // frameBuffers holds the writers' buffers; a writer takes one only while
 // it writes.
@@ -67,12 +65,8 @@ var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); ret
 // maxPooledFrameBuffer keeps a buffer grown by a large row out of the pool.
 const maxPooledFrameBuffer = 256 << 10
 
-// newWSWriter returns the writer of sock; it pings every wsPingPeriod
-// until stop.
 func newWSWriter(sock net.Conn, timeout time.Duration) *wsWriter {
-	w := &wsWriter{sock: sock, timeout: timeout}
-	w.pinger = time.AfterFunc(wsPingPeriod, w.pingDue)
-	return w
+	return &wsWriter{sock: sock, timeout: timeout}
 }
 
 // attach names the session whose frames the writer writes, which it tells
@@ -111,20 +105,16 @@ func (w *wsWriter) close(last []byte, code int, reason string) {
 	w.start()
 }
 
-func (w *wsWriter) pingDue() {
+// pingNext puts a ping before the next frames: the hub's heartbeats carry
+// them, so no connection needs a timer of its own.
+func (w *wsWriter) pingNext() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.ended {
-		return
-	}
 	w.ping = true
-	w.start()
-	w.pinger.Reset(wsPingPeriod)
+	w.mu.Unlock()
 }
 
-// stop ends the pings; the connection is gone.
+// stop drops whatever is still queued; the connection is gone.
 func (w *wsWriter) stop() {
-	w.pinger.Stop()
 	w.mu.Lock()
 	w.ended = true
 	w.mu.Unlock()

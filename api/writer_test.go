@@ -154,14 +154,15 @@ func TestWSWriterFailureClosesSocket(t *testing.T) {
 	}
 }
 
-func TestWSWriterPings(t *testing.T) {
+func TestWSWriterPingsBeforeNextFrames(t *testing.T) {
 	conn := newRecordingConn()
 	w := newWSWriter(conn, time.Second)
 	defer w.stop()
-	w.pingDue()
+	w.pingNext()
+	w.send([]byte("heartbeat"))
 	got := framesOf(t, <-conn.writes)
-	if len(got) != 1 || got[0].op != opPing {
-		t.Fatalf("wrote %+v, want one ping", got)
+	if len(got) != 2 || got[0].op != opPing || string(got[1].payload) != "heartbeat" {
+		t.Fatalf("wrote %+v, want a ping, then the heartbeat", got)
 	}
 }
 

@@ -76,7 +76,7 @@ type wsA struct {
 
 func newWSA(cfg Config) *wsA {
 	w := &wsA{cfg: cfg}
-	w.m = newMelody(cfg, w.connect)
+	w.m = newMelody(cfg, cfg.HeartbeatInterval, w.connect)
 	return w
 }
 
@@ -116,7 +116,10 @@ func (w *wsA) connect(ms *melody.Session) {
 	sock.owner = c
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolA, Credits: wsCredits,
-		Heartbeat:      func(time.Time) []byte { return wire.AppendHeartbeatA(nil) },
+		Heartbeat: func(time.Time) []byte {
+			c.out.pingNext()
+			return wire.AppendHeartbeatA(nil)
+		},
 		HeartbeatEvery: w.cfg.HeartbeatInterval,
 	})
 	c.out.attach(c.sess)

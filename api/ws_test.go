@@ -266,10 +266,13 @@ func TestWSHeartbeat(t *testing.T) {
 	t.Parallel()
 	b := setupWS(t, api.Config{HeartbeatInterval: 20 * time.Millisecond})
 	c := b.dial(t)
+	pinged := false
+	c.SetPingHandler(func(string) error { pinged = true; return nil }) // runs inside ReadMessage
 	require.NoError(t, c.SetReadDeadline(time.Now().Add(frameWait)))
 	_, data, err := c.ReadMessage()
 	require.NoError(t, err)
 	require.JSONEq(t, `{"type":"heartbeat"}`, string(data))
+	require.True(t, pinged, "a WebSocket ping comes with each heartbeat")
 }
 
 func TestWSAuthTimeout(t *testing.T) {

@@ -12,6 +12,9 @@ func (h *Hub) startCatchUp(s *Session) {
 	if s.catching || h.ctx.Err() != nil {
 		return
 	}
+	if s.roomReady == nil {
+		s.roomReady = make(chan struct{}, 1) // only catching sessions wait for room
+	}
 	s.catching = true
 	h.wg.Add(1)
 	go func() {

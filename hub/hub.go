@@ -196,7 +196,6 @@ func (h *Hub) Connect(p ConnectParams) *Session {
 		id: p.ID, hub: h, conn: p.Conn, proto: p.Protocol,
 		credits:   max(p.Credits-1, 1),
 		heartbeat: p.Heartbeat, heartbeatEvery: p.HeartbeatEvery,
-		roomReady: make(chan struct{}, 1),
 	}
 	if p.Heartbeat != nil {
 		s.nextBeat = time.Now().Add(p.HeartbeatEvery)
@@ -255,10 +254,7 @@ func (s *Session) Subscribe(ctx context.Context, sub Subscription) (recovered bo
 	fresh := s.sub == nil
 	h.unindex(s)
 	s.sub = &sub
-	s.channels = make(map[string]bool, len(sub.Channels))
-	for _, c := range sub.Channels {
-		s.channels[c] = true
-	}
+	s.channels = slices.Compact(slices.Sorted(slices.Values(sub.Channels)))
 	h.index(s)
 	if sub.Reply != nil {
 		s.push(entry{control: sub.Reply(recovered)})

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -60,7 +61,7 @@ type Session struct {
 
 	mu        sync.Mutex // guards the fields below
 	sub       *Subscription
-	channels  map[string]bool
+	channels  []string       // sorted: smaller than a set for the few a session has
 	gen       int            // bumped when the cursor is moved by a (re)subscribe
 	live      bool           // takes events from the hub's batches
 	catching  bool           // a catch-up goroutine runs for it
@@ -74,7 +75,7 @@ type Session struct {
 	credits   int
 	nextBeat  time.Time
 	closed    bool
-	roomReady chan struct{} // signalled when the queue drains below its bound
+	roomReady chan struct{} // signalled when the queue drains below its bound; made by the first catch-up
 }
 
 // flight is a frame the transport holds: an event's position and when it
@@ -229,8 +230,10 @@ func (s *Session) matches(e *store.Event) bool {
 	if e.Client != "" && e.Client != sub.Client {
 		return false // a key never sees another client's rows
 	}
-	if !sub.All && !s.channels[e.Channel] {
-		return false
+	if !sub.All {
+		if _, ok := slices.BinarySearch(s.channels, e.Channel); !ok {
+			return false
+		}
 	}
 	return sub.Match == nil || sub.Match(e)
 }
