@@ -9,10 +9,21 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
+// defaultGCPercent replaces Go's default of 100 unless GOGC is set. The
+// hub's heap is mostly the connections' long-lived state, so collecting at
+// twice the live heap leaves idle connections a third more RSS than their
+// state; at 1.5 times, saturated fan-out costs no measurable CPU more
+// (README, "Performance").
+const defaultGCPercent = 50
+
 func main() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
