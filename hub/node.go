@@ -142,8 +142,11 @@ func (n *Node) beat(ctx context.Context) {
 		return
 	}
 	n.mu.Lock()
+	var live []store.LeaseAcquireParams
 	unsynced := n.unsynced
-	live := slices.Collect(maps.Values(n.leases))
+	if unsynced {
+		live = slices.Collect(maps.Values(n.leases))
+	}
 	n.mu.Unlock()
 	if unsynced {
 		if err := n.store.LeaseSync(ctx, n.cfg.ID, live); err != nil {

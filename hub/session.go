@@ -71,7 +71,8 @@ type Session struct {
 	queue     []entry
 	head      int
 	events    int      // events (not control frames) in the queue
-	inflight  []flight // frames handed to the transport, oldest first
+	inflight  []flight // frames handed to the transport, oldest first from inHead
+	inHead    int
 	credits   int
 	nextBeat  time.Time
 	closed    bool
@@ -93,11 +94,14 @@ const maxControl = 64
 func (s *Session) Sent() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.inflight) > 0 {
-		if since := s.inflight[0].since; !since.IsZero() {
+	if s.inHead < len(s.inflight) {
+		if since := s.inflight[s.inHead].since; !since.IsZero() {
 			s.hub.metrics.delivery.Observe(time.Since(since))
 		}
-		s.inflight = s.inflight[1:]
+		s.inHead++
+		if s.inHead == len(s.inflight) { // reuse the array: no garbage per frame
+			s.inflight, s.inHead = s.inflight[:0], 0
+		}
 	}
 	s.credits++
 	s.pump()
@@ -206,6 +210,10 @@ func (s *Session) pump() {
 			s.conn.Send(e.msg.frame(s.proto))
 		} else {
 			s.conn.Send(e.control)
+		}
+		if len(s.inflight) == cap(s.inflight) && s.inHead > 0 {
+			n := copy(s.inflight, s.inflight[s.inHead:])
+			s.inflight, s.inHead = s.inflight[:n], 0
 		}
 		s.inflight = append(s.inflight, f)
 	}

@@ -33,7 +33,9 @@ func (s *Store) EventsAfter(ctx context.Context, after Position, limit int) ([]E
 		return nil, fmt.Errorf("read events after %s: %w", after, err)
 	}
 	defer rows.Close()
-	events := make([]Event, 0, min(limit, 256))
+	// Most reads are a wake-up for a few events: a page sized for the
+	// limit would allocate tens of KiB per read, the reader's main garbage.
+	events := make([]Event, 0, min(limit, 8))
 	for rows.Next() {
 		var e Event
 		var xid string
