@@ -180,7 +180,8 @@ func (c *wsBConn) unavailable(err error) {
 	c.sess.Close(wire.CloseTryAgain, wire.MsgServiceUnavailable)
 }
 
-// Send implements hub.Conn; the buffer has room (see wsCredits).
+// Send implements hub.Conn; the writer queues it (the hub hands at most
+// wsCredits frames at a time).
 func (c *wsBConn) Send(frame []byte) { c.out.send(frame) }
 
 // Close implements hub.Conn: the refusal frame, or else the close message

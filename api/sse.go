@@ -21,8 +21,8 @@ import (
 )
 
 // sseCredits is how many frames the hub may have outstanding in a
-// stream's channel; the channel has room for one more, as protocol A's
-// melody buffer has.
+// stream's channel; the channel has room for one more, so that the close
+// always fits.
 const sseCredits = 16
 
 // sseKeepAlive is the interval of the comment line that keeps proxies from

@@ -210,7 +210,8 @@ func (c *wsConn) session() *hub.Session { return c.sess }
 
 func (c *wsConn) binary() { c.invalidMessage() }
 
-// Send implements hub.Conn; the buffer has room (see wsCredits).
+// Send implements hub.Conn; the writer queues it (the hub hands at most
+// wsCredits frames at a time).
 func (c *wsConn) Send(frame []byte) { c.out.send(frame) }
 
 // Close implements hub.Conn.
