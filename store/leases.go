@@ -82,11 +82,12 @@ func (s *Store) LeaseAcquire(ctx context.Context, p LeaseAcquireParams) error {
 		// A statement of its own, after the lock: a query that waits for a
 		// row lock keeps the snapshot it started with, so counting in the
 		// locking query would miss the lease the previous holder inserted.
+		// The counters are kept by a trigger on hub.leases (migration 3).
 		var total, eospark int
 		err = tx.QueryRow(ctx, `
-			SELECT count(*), count(*) FILTER (WHERE l.protocol = 'eospark')
-			FROM hub.leases l JOIN hub.nodes n USING (node)
-			WHERE l.key_id = $1 AND n.heartbeat_at > now() - $2::interval`,
+			SELECT coalesce(sum(c.total), 0), coalesce(sum(c.eospark), 0)
+			FROM hub.lease_counts c JOIN hub.nodes n USING (node)
+			WHERE c.key_id = $1 AND n.heartbeat_at > now() - $2::interval`,
 			p.KeyID, NodeAliveFor).Scan(&total, &eospark)
 		if err != nil {
 			return fmt.Errorf("count leases: %w", err)

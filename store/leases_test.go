@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/hubdev/hub/store"
@@ -56,6 +57,33 @@ func (tb leaseBundle) leaseCount(t *testing.T, node string) int {
 	return n
 }
 
+// requireCountsMatch checks the counters that LeaseAcquire reads against
+// the lease rows they count.
+func (tb leaseBundle) requireCountsMatch(t *testing.T) {
+	t.Helper()
+	q := func(sql string) map[string][2]int {
+		rows, err := tb.pool.Query(tb.ctx, sql)
+		require.NoError(t, err)
+		m := map[string][2]int{}
+		for rows.Next() {
+			var (
+				key         int64
+				node        string
+				total, eosp int
+			)
+			require.NoError(t, rows.Scan(&key, &node, &total, &eosp))
+			require.GreaterOrEqual(t, eosp, 0)
+			if total != 0 {
+				m[fmt.Sprint(key, "/", node)] = [2]int{total, eosp}
+			}
+		}
+		require.NoError(t, rows.Err())
+		return m
+	}
+	want := q(`SELECT key_id, node, count(*), count(*) FILTER (WHERE protocol = 'eospark') FROM hub.leases GROUP BY 1, 2`)
+	require.Equal(t, want, q(`SELECT key_id, node, total, eospark FROM hub.lease_counts`))
+}
+
 func leaseParams(id, node string, k store.APIKey, protocol string) store.LeaseAcquireParams {
 	return store.LeaseAcquireParams{ID: id, Node: node, KeyID: k.ID, Client: k.Client, Protocol: protocol, RemoteAddr: "192.0.2.1:5000"}
 }
@@ -99,6 +127,7 @@ func TestLeaseAcquireLimitUnderConcurrency(t *testing.T) {
 	counts, err := tb.a.LeaseCountByKey(tb.ctx, "acme")
 	require.NoError(t, err)
 	require.Equal(t, map[int64]int{k.ID: 5}, counts)
+	tb.requireCountsMatch(t)
 }
 
 func TestLeaseDeadNodeStopsCounting(t *testing.T) {
@@ -197,6 +226,7 @@ func TestLeaseAcquireRefused(t *testing.T) {
 		require.ErrorIs(t, tb.a.LeaseAcquire(tb.ctx, tc.p), tc.want, name)
 	}
 	require.Equal(t, 1, tb.leaseCount(t, "a"))
+	tb.requireCountsMatch(t)
 }
 
 func TestLeaseAcquireEOSParkRepeat(t *testing.T) {
@@ -333,4 +363,37 @@ func TestLeaseSync(t *testing.T) {
 
 	require.NoError(t, tb.a.LeaseSync(tb.ctx, "a", nil))
 	require.Empty(t, ids())
+}
+
+// TestLeaseCountsUnderChurn acquires and releases on two nodes at once:
+// the limit holds and the counters end equal to the leases.
+func TestLeaseCountsUnderChurn(t *testing.T) {
+	t.Parallel()
+	tb := leaseSetup(t)
+	k := tb.key(t, "acme", 5)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		s, node := tb.a, "a"
+		if w%2 == 1 {
+			s, node = tb.b, "b"
+		}
+		wg.Go(func() {
+			for i := range 25 {
+				id := fmt.Sprint("w", w, "-", i)
+				err := s.LeaseAcquire(tb.ctx, leaseParams(id, node, k, store.ProtocolWS))
+				if err != nil {
+					assert.ErrorIs(t, err, store.ErrConnectionLimit) // not require: another goroutine
+					continue
+				}
+				if i%3 != 0 {
+					assert.NoError(t, s.LeaseRelease(tb.ctx, id))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	counts, err := tb.a.LeaseCountByKey(tb.ctx, "acme")
+	require.NoError(t, err)
+	require.LessOrEqual(t, counts[k.ID], 5)
+	tb.requireCountsMatch(t)
 }
