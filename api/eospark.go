@@ -80,6 +80,7 @@ func (w *wsB) connect(ms *melody.Session) {
 	sock := socketOf(ms)
 	c := &wsBConn{w: w, ms: ms, out: newWSWriter(sock, w.cfg.WriteTimeout), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
 	sock.owner = c
+	ms.WebsocketConnection().SetPingHandler(c.out.pongTo)
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolB, Credits: wsCredits,
 		Heartbeat: func(now time.Time) []byte {

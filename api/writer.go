@@ -42,6 +42,7 @@ type wsWriter struct {
 	last    []byte       // the frame right before the close frame
 	closing []byte       // the close frame's payload, once close was called
 	ping    bool         // a ping is due
+	pong    []byte       // the payload of the client's last unanswered ping
 	running bool         // a goroutine runs write
 	ended   bool         // the close frame is out or the socket failed
 }
@@ -51,6 +52,7 @@ const (
 	opText  = 0x1
 	opClose = 0x8
 	opPing  = 0x9
+	opPong  = 0xA
 )
 
 // pongGrace is how long after a heartbeat's ping its pong may come before
@@ -113,6 +115,19 @@ func (w *wsWriter) pingNext() {
 	w.mu.Unlock()
 }
 
+// pongTo answers a client's ping (RFC 6455 §5.5.3: the last one is enough).
+// It replaces gorilla's handler, which writes the pong from the read
+// goroutine and would grow that long-lived goroutine's stack for good.
+func (w *wsWriter) pongTo(payload string) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.ended && w.closing == nil {
+		w.pong = []byte(payload)
+		w.start()
+	}
+	return nil
+}
+
 // stop drops whatever is still queued; the connection is gone.
 func (w *wsWriter) stop() {
 	w.mu.Lock()
@@ -139,20 +154,23 @@ func (w *wsWriter) write() {
 	}()
 	for {
 		w.mu.Lock()
-		frames, last, closing, ping := w.frames, w.last, w.closing, w.ping
-		if w.ended || len(frames) == 0 && closing == nil && !ping {
+		frames, last, closing, ping, pong := w.frames, w.last, w.closing, w.ping, w.pong
+		if w.ended || len(frames) == 0 && closing == nil && !ping && pong == nil {
 			w.running = false
 			w.frames, w.spare = nil, nil // an idle connection holds no slice
 			w.mu.Unlock()
 			return
 		}
-		w.frames, w.spare, w.last, w.ping = w.spare, nil, nil, false
+		w.frames, w.spare, w.last, w.ping, w.pong = w.spare, nil, nil, false, nil
 		if closing != nil {
 			w.ended = true
 		}
 		w.mu.Unlock()
 
 		b := (*buf)[:0]
+		if pong != nil {
+			b = appendFrame(b, opPong, pong)
+		}
 		if ping {
 			b = appendFrame(b, opPing, nil)
 		}

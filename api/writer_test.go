@@ -180,3 +180,16 @@ func TestOnShortStackRunsAndPropagatesPanics(t *testing.T) {
 	onShortStack(func() { panic("boom") })
 	t.Fatal("onShortStack returned after f panicked")
 }
+
+func TestWSWriterAnswersPings(t *testing.T) {
+	conn := newRecordingConn()
+	w := newWSWriter(conn, time.Second)
+	defer w.stop()
+	if err := w.pongTo("x"); err != nil {
+		t.Fatal(err)
+	}
+	got := framesOf(t, <-conn.writes)
+	if len(got) != 1 || got[0].op != opPong || string(got[0].payload) != "x" {
+		t.Fatalf("wrote %+v, want a pong with the ping's payload", got)
+	}
+}

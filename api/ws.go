@@ -114,6 +114,7 @@ func (w *wsA) connect(ms *melody.Session) {
 	sock := socketOf(ms)
 	c := &wsConn{w: w, ms: ms, out: newWSWriter(sock, w.cfg.WriteTimeout), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
 	sock.owner = c
+	ms.WebsocketConnection().SetPingHandler(c.out.pongTo)
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
 		ID: id, Conn: c, Protocol: hub.ProtocolA, Credits: wsCredits,
 		Heartbeat: func(time.Time) []byte {

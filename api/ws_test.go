@@ -275,6 +275,18 @@ func TestWSHeartbeat(t *testing.T) {
 	require.True(t, pinged, "a WebSocket ping comes with each heartbeat")
 }
 
+func TestWSClientPingAnswered(t *testing.T) {
+	t.Parallel()
+	b := setupWS(t, api.Config{})
+	c := b.dial(t)
+	pong := ""
+	c.SetPongHandler(func(data string) error { pong = data; return nil }) // runs inside ReadMessage
+	require.NoError(t, c.WriteControl(websocket.PingMessage, []byte("are you there"), time.Now().Add(frameWait)))
+	send(t, c, `{"type":"ping"}`) // its reply comes after the pong
+	require.Equal(t, "pong", read(t, c)["type"])
+	require.Equal(t, "are you there", pong)
+}
+
 func TestWSAuthTimeout(t *testing.T) {
 	t.Parallel()
 	b := setupWS(t, api.Config{AuthTimeout: time.Second}) // room for a subscribe under -race
