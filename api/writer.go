@@ -26,10 +26,10 @@ import (
 //   - melody pings from a ticker per connection; the writer sends a ping
 //     with each of the hub's heartbeats instead.
 //
-// Melody still upgrades, reads and tracks the sessions. Gorilla still
-// answers the client's pings and close frames from the read goroutine;
-// each frame is one Write call on the socket, which net.Conn keeps whole,
-// so frames never interleave.
+// Melody still upgrades, reads and tracks the sessions; the writer also
+// answers the client's pings (pongTo). Gorilla still answers a client's
+// close frame from the read goroutine; each frame is one Write call on the
+// socket, which net.Conn keeps whole, so frames never interleave.
 type wsWriter struct {
 	sock    net.Conn
 	timeout time.Duration
