@@ -15,6 +15,28 @@ import (
 type wsSocket struct {
 	net.Conn
 	owner melodyConn // set by the connect handler, before any other handler runs
+	mu    sync.Mutex // keeps each write whole (see writeBatch)
+}
+
+// Write is gorilla's, for its reply to a client's close frame.
+func (s *wsSocket) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Conn.Write(p)
+}
+
+// writeBatch writes segs as one unit: one writev on a TCP socket, and no
+// frame of gorilla's in between on any socket. Close does not wait for
+// it, so that closing unblocks a jammed write.
+func (s *wsSocket) writeBatch(segs net.Buffers) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(segs) == 1 {
+		_, err := s.Conn.Write(segs[0])
+		return err
+	}
+	_, err := segs.WriteTo(s.Conn)
+	return err
 }
 
 // socketOf returns the wsSocket under a melody session that serveMelody

@@ -28,10 +28,10 @@ import (
 //
 // Melody still upgrades, reads and tracks the sessions; the writer also
 // answers the client's pings (pongTo). Gorilla still answers a client's
-// close frame from the read goroutine; each frame is one Write call on the
-// socket, which net.Conn keeps whole, so frames never interleave.
+// close frame from the read goroutine; wsSocket keeps that write and the
+// writer's batches apart.
 type wsWriter struct {
-	sock    net.Conn
+	sock    *wsSocket
 	timeout time.Duration
 
 	mu      sync.Mutex
@@ -64,10 +64,11 @@ const pongGrace = time.Minute
 // it writes.
 var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
 
-// maxPooledFrameBuffer keeps a buffer grown by a large row out of the pool.
+// maxPooledFrameBuffer keeps a buffer grown by a large batch out of the
+// pool.
 const maxPooledFrameBuffer = 256 << 10
 
-func newWSWriter(sock net.Conn, timeout time.Duration) *wsWriter {
+func newWSWriter(sock *wsSocket, timeout time.Duration) *wsWriter {
 	return &wsWriter{sock: sock, timeout: timeout}
 }
 
@@ -167,26 +168,25 @@ func (w *wsWriter) write() {
 		}
 		w.mu.Unlock()
 
-		b := (*buf)[:0]
+		b := batch{buf: (*buf)[:0]}
 		if pong != nil {
-			b = appendFrame(b, opPong, pong)
+			b.add(opPong, pong)
 		}
 		if ping {
-			b = appendFrame(b, opPing, nil)
+			b.add(opPing, nil)
 		}
 		for _, f := range frames {
-			b = appendFrame(b, opText, f)
+			b.add(opText, f)
 		}
 		if closing != nil {
 			if last != nil {
-				b = appendFrame(b, opText, last)
+				b.add(opText, last)
 			}
-			b = appendFrame(b, opClose, closing)
+			b.add(opClose, closing)
 		}
-		*buf = b
+		*buf = b.buf
 		_ = w.sock.SetWriteDeadline(time.Now().Add(w.timeout))
-		_, err := w.sock.Write(b)
-		if err != nil {
+		if err := w.sock.writeBatch(b.segments()); err != nil {
 			w.fail(err)
 			return
 		}
@@ -233,10 +233,45 @@ func (w *wsWriter) fail(err error) {
 	_ = w.sock.Close() // melody's reader ends, and the connection with it
 }
 
+// batch is one write's frames. Small frames are copied into buf; a large
+// payload is written from where it is, since the hub encodes an event
+// once for all its sessions, and a large row sent to many connections
+// must not be copied once per connection.
+type batch struct {
+	buf  []byte
+	segs net.Buffers
+	mark int // buf[:mark] is in segs already
+}
+
+// largeFrame is the payload size from which a frame is not copied.
+const largeFrame = 4 << 10
+
+func (b *batch) add(op byte, payload []byte) {
+	if len(payload) < largeFrame {
+		b.buf = appendFrame(b.buf, op, payload)
+		return
+	}
+	b.buf = appendHeader(b.buf, op, len(payload))
+	b.segs = append(b.segs, b.buf[b.mark:], payload)
+	b.mark = len(b.buf)
+}
+
+// segments returns the batch's bytes in order.
+func (b *batch) segments() net.Buffers {
+	if b.mark < len(b.buf) {
+		b.segs = append(b.segs, b.buf[b.mark:])
+	}
+	return b.segs
+}
+
 // appendFrame appends a final, unmasked frame (RFC 6455 §5.2).
 func appendFrame(b []byte, op byte, payload []byte) []byte {
+	return append(appendHeader(b, op, len(payload)), payload...)
+}
+
+func appendHeader(b []byte, op byte, n int) []byte {
 	b = append(b, 0x80|op)
-	switch n := len(payload); {
+	switch {
 	case n < 126:
 		b = append(b, byte(n))
 	case n <= 0xFFFF:
@@ -246,5 +281,5 @@ func appendFrame(b []byte, op byte, payload []byte) []byte {
 		b = append(b, 127)
 		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
-	return append(b, payload...)
+	return b
 }

@@ -109,7 +109,7 @@ func framesOf(t *testing.T, b []byte) []frame {
 
 func TestWSWriterBatchesAndCloses(t *testing.T) {
 	conn := newRecordingConn()
-	w := newWSWriter(conn, time.Second)
+	w := newWSWriter(&wsSocket{Conn: conn}, time.Second)
 	defer w.stop()
 	// Frames queued before the writer's goroutine runs go out in one write.
 	w.mu.Lock()
@@ -142,7 +142,7 @@ func TestWSWriterBatchesAndCloses(t *testing.T) {
 func TestWSWriterFailureClosesSocket(t *testing.T) {
 	conn := newRecordingConn()
 	conn.err = os.ErrDeadlineExceeded
-	w := newWSWriter(conn, time.Second)
+	w := newWSWriter(&wsSocket{Conn: conn}, time.Second)
 	defer w.stop()
 	w.send([]byte("x"))
 	<-conn.closed
@@ -156,7 +156,7 @@ func TestWSWriterFailureClosesSocket(t *testing.T) {
 
 func TestWSWriterPingsBeforeNextFrames(t *testing.T) {
 	conn := newRecordingConn()
-	w := newWSWriter(conn, time.Second)
+	w := newWSWriter(&wsSocket{Conn: conn}, time.Second)
 	defer w.stop()
 	w.pingNext()
 	w.send([]byte("heartbeat"))
@@ -183,7 +183,7 @@ func TestOnShortStackRunsAndPropagatesPanics(t *testing.T) {
 
 func TestWSWriterAnswersPings(t *testing.T) {
 	conn := newRecordingConn()
-	w := newWSWriter(conn, time.Second)
+	w := newWSWriter(&wsSocket{Conn: conn}, time.Second)
 	defer w.stop()
 	if err := w.pongTo("x"); err != nil {
 		t.Fatal(err)
@@ -191,5 +191,25 @@ func TestWSWriterAnswersPings(t *testing.T) {
 	got := framesOf(t, <-conn.writes)
 	if len(got) != 1 || got[0].op != opPong || string(got[0].payload) != "x" {
 		t.Fatalf("wrote %+v, want a pong with the ping's payload", got)
+	}
+}
+
+func TestBatchWritesLargePayloadsInPlace(t *testing.T) {
+	large := bytes.Repeat([]byte{'x'}, largeFrame)
+	b := batch{}
+	b.add(opText, []byte("small"))
+	b.add(opText, large)
+	b.add(opText, []byte("after"))
+	segs := b.segments()
+	if len(segs) != 3 || &segs[1][0] != &large[0] {
+		t.Fatalf("%d segments; want the large payload as the second, not copied", len(segs))
+	}
+	var stream []byte
+	for _, s := range segs {
+		stream = append(stream, s...)
+	}
+	got := framesOf(t, stream)
+	if len(got) != 3 || string(got[0].payload) != "small" || !bytes.Equal(got[1].payload, large) || string(got[2].payload) != "after" {
+		t.Fatalf("frames %d, want small, large, after", len(got))
 	}
 }
