@@ -7,7 +7,10 @@ STATICCHECK := $(firstword $(shell command -v staticcheck 2>/dev/null) $(wildcar
 ARGS        ?=
 # Goroutines start with the smallest stack instead of the average seen:
 # an idle connection's goroutines then keep 2 + 4 KiB of stack, not
-# 4 + 4 (README, "Performance"). The go command sets no other default.
+# 4 + 4 (README, "Performance"). This replaces the go command's own
+# default GODEBUG, which is empty while go.mod's go line is the
+# toolchain's; should `go version -m bin/hub` ever show a DefaultGODEBUG,
+# add its settings here.
 HUB_LDFLAGS := -X=runtime.godebugDefault=adaptivestackstart=0
 
 .PHONY: run test build lint vet fmt-check staticcheck
