@@ -97,7 +97,7 @@ func routes(e *echo.Echo, h *handler) {
 	e.GET("/healthz", h.healthz)
 	e.GET("/readyz", h.readyz)
 	if h.cfg.Hub != nil {
-		e.GET("/metrics", echo.WrapHandler(MetricsHandler(h.cfg.Hub)))
+		e.GET("/metrics", echo.WrapHandler(metricsHandler(h.cfg.Hub, h.wsWrites)))
 	}
 	if h.wsA != nil {
 		e.GET("/ws/subscribe", h.wsA.subscribe)
@@ -122,6 +122,14 @@ type handler struct {
 	wsA *wsA // nil without a hub
 	wsB *wsB // nil without a hub
 	sse *sse // nil without a hub
+}
+
+// wsWrites reads the WebSocket writers' socket writes for /metrics.
+func (h *handler) wsWrites() map[string]uint64 {
+	return map[string]uint64{
+		hub.ProtocolA.String(): h.wsA.writes.Load(),
+		hub.ProtocolB.String(): h.wsB.writes.Load(),
+	}
 }
 
 // healthz answers while the process is up.

@@ -41,6 +41,7 @@ type wsB struct {
 	cfg       Config
 	heartbeat time.Duration
 	m         *melody.Melody
+	writes    atomic.Uint64 // socket writes of its connections' writers
 }
 
 // newWSB returns protocol B's handler; heartbeat is HUB_EOSPARK_HEARTBEAT
@@ -78,7 +79,7 @@ type wsBConn struct {
 func (w *wsB) connect(ms *melody.Session) {
 	id := rand.Text()
 	sock := socketOf(ms)
-	c := &wsBConn{w: w, ms: ms, out: newWSWriter(sock, w.cfg.WriteTimeout), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
+	c := &wsBConn{w: w, ms: ms, out: newWSWriter(sock, w.cfg.WriteTimeout, &w.writes), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
 	sock.owner = c
 	ms.WebsocketConnection().SetPingHandler(c.out.pongTo)
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{

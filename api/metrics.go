@@ -18,12 +18,18 @@ type MetricsSource interface {
 // MetricsHandler serves the hub's metrics (SPEC §8) and the Go runtime's
 // and process's in the Prometheus text format, from a registry of its
 // own: the hub's values are read once per scrape, never pushed.
-func MetricsHandler(src MetricsSource) http.Handler {
+func MetricsHandler(src MetricsSource) http.Handler { return metricsHandler(src, nil) }
+
+// wsWrites reads the socket writes of the WebSocket writers per protocol
+// (hub.Protocol's names).
+type wsWrites func() map[string]uint64
+
+func metricsHandler(src MetricsSource, writes wsWrites) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newHubCollector(src),
+		newHubCollector(src, writes),
 	)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }
@@ -31,6 +37,7 @@ func MetricsHandler(src MetricsSource) http.Handler {
 // hubCollector turns one hub.Stats snapshot into the hub_* series.
 type hubCollector struct {
 	src         MetricsSource
+	writes      wsWrites // nil: no hub_websocket_writes_total
 	connections *prometheus.Desc
 	catchingUp  *prometheus.Desc
 	events      *prometheus.Desc
@@ -40,12 +47,13 @@ type hubCollector struct {
 	readerLag   *prometheus.Desc
 	oldestWrite *prometheus.Desc
 	delivery    *prometheus.Desc
+	wsWrites    *prometheus.Desc
 }
 
-func newHubCollector(src MetricsSource) *hubCollector {
+func newHubCollector(src MetricsSource, writes wsWrites) *hubCollector {
 	protocol := []string{"protocol"}
 	return &hubCollector{
-		src: src,
+		src: src, writes: writes,
 		connections: prometheus.NewDesc("hub_connections",
 			"Open sessions on this node, per protocol.", protocol, nil),
 		catchingUp: prometheus.NewDesc("hub_catchup_sessions",
@@ -64,6 +72,8 @@ func newHubCollector(src MetricsSource) *hubCollector {
 			"Age of the oldest open write transaction in the cluster, which holds delivery back.", nil, nil),
 		delivery: prometheus.NewDesc("hub_delivery_seconds",
 			"Time from reading an event (or from the subscribe, for a replay) to writing its frame to the socket.", nil, nil),
+		wsWrites: prometheus.NewDesc("hub_websocket_writes_total",
+			"Socket writes of WebSocket connections, per protocol; each carries every frame that was waiting (hub_deliveries_total over this is the frames per write).", protocol, nil),
 	}
 }
 
@@ -71,7 +81,7 @@ func newHubCollector(src MetricsSource) *hubCollector {
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.connections, c.catchingUp, c.events, c.batches, c.deliveries,
-		c.slowCloses, c.readerLag, c.oldestWrite, c.delivery,
+		c.slowCloses, c.readerLag, c.oldestWrite, c.delivery, c.wsWrites,
 	} {
 		ch <- d
 	}
@@ -97,4 +107,9 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		buckets[b.Seconds()] = h.Cumulative[i]
 	}
 	ch <- prometheus.MustNewConstHistogram(c.delivery, h.Count, h.Sum.Seconds(), buckets)
+	if c.writes != nil {
+		for name, n := range c.writes() {
+			ch <- prometheus.MustNewConstMetric(c.wsWrites, prometheus.CounterValue, float64(n), name)
+		}
+	}
 }

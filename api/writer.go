@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -33,6 +34,7 @@ import (
 type wsWriter struct {
 	sock    *wsSocket
 	timeout time.Duration
+	writes  *atomic.Uint64 // socket writes, for /metrics
 
 	mu      sync.Mutex
 	sess    *hub.Session // nil until attach
@@ -68,8 +70,8 @@ var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); ret
 // pool.
 const maxPooledFrameBuffer = 256 << 10
 
-func newWSWriter(sock *wsSocket, timeout time.Duration) *wsWriter {
-	return &wsWriter{sock: sock, timeout: timeout}
+func newWSWriter(sock *wsSocket, timeout time.Duration, writes *atomic.Uint64) *wsWriter {
+	return &wsWriter{sock: sock, timeout: timeout, writes: writes}
 }
 
 // attach names the session whose frames the writer writes, which it tells
@@ -190,6 +192,7 @@ func (w *wsWriter) write() {
 			w.fail(err)
 			return
 		}
+		w.writes.Add(1)
 		w.written(frames)
 		if closing != nil {
 			w.mu.Lock()

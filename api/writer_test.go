@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -109,7 +110,7 @@ func framesOf(t *testing.T, b []byte) []frame {
 
 func TestWSWriterBatchesAndCloses(t *testing.T) {
 	conn := newRecordingConn()
-	w := newWSWriter(&wsSocket{Conn: conn}, time.Second)
+	w := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
 	defer w.stop()
 	// Frames queued before the writer's goroutine runs go out in one write.
 	w.mu.Lock()
@@ -142,7 +143,7 @@ func TestWSWriterBatchesAndCloses(t *testing.T) {
 func TestWSWriterFailureClosesSocket(t *testing.T) {
 	conn := newRecordingConn()
 	conn.err = os.ErrDeadlineExceeded
-	w := newWSWriter(&wsSocket{Conn: conn}, time.Second)
+	w := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
 	defer w.stop()
 	w.send([]byte("x"))
 	<-conn.closed
@@ -156,7 +157,7 @@ func TestWSWriterFailureClosesSocket(t *testing.T) {
 
 func TestWSWriterPingsBeforeNextFrames(t *testing.T) {
 	conn := newRecordingConn()
-	w := newWSWriter(&wsSocket{Conn: conn}, time.Second)
+	w := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
 	defer w.stop()
 	w.pingNext()
 	w.send([]byte("heartbeat"))
@@ -183,7 +184,7 @@ func TestOnShortStackRunsAndPropagatesPanics(t *testing.T) {
 
 func TestWSWriterAnswersPings(t *testing.T) {
 	conn := newRecordingConn()
-	w := newWSWriter(&wsSocket{Conn: conn}, time.Second)
+	w := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
 	defer w.stop()
 	if err := w.pongTo("x"); err != nil {
 		t.Fatal(err)

@@ -70,8 +70,9 @@ const releaseTimeout = 5 * time.Second
 
 // wsA serves protocol A (SPEC §4) on one melody instance.
 type wsA struct {
-	cfg Config
-	m   *melody.Melody
+	cfg    Config
+	m      *melody.Melody
+	writes atomic.Uint64 // socket writes of its connections' writers
 }
 
 func newWSA(cfg Config) *wsA {
@@ -112,7 +113,7 @@ type wsConn struct {
 func (w *wsA) connect(ms *melody.Session) {
 	id := rand.Text()
 	sock := socketOf(ms)
-	c := &wsConn{w: w, ms: ms, out: newWSWriter(sock, w.cfg.WriteTimeout), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
+	c := &wsConn{w: w, ms: ms, out: newWSWriter(sock, w.cfg.WriteTimeout, &w.writes), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
 	sock.owner = c
 	ms.WebsocketConnection().SetPingHandler(c.out.pongTo)
 	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{

@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -102,6 +105,17 @@ func TestWSBurst(t *testing.T) {
 	requireOpen(t, c)
 	requireSequence(t, b.eventPositions(t, "accounts"), got)
 	require.Zero(t, b.hub.Stats().SlowCloses)
+
+	// The writer sends the frames waiting for a connection with one write.
+	resp, err := http.Get(b.base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	require.NoError(t, err)
+	writes := value(t, families, "hub_websocket_writes_total", "ws")
+	require.Equal(t, float64(n), value(t, families, "hub_deliveries_total", "ws"))
+	require.Less(t, writes, float64(n)/4, "%v writes for %d frames", writes, n)
 }
 
 // TestWSSlowConsumer: a client that stops reading is closed with 1013 and

@@ -27,6 +27,7 @@ type wsBundle struct {
 	pool  *pgxpool.Pool
 	store *store.Store
 	url   string
+	base  string // http://host:port
 	key   string // client acme's key
 	hub   *hub.Hub
 }
@@ -55,6 +56,7 @@ func setupWSHub(t *testing.T, cfg api.Config, hcfg hub.Config) *wsBundle {
 		defer cancel()
 		require.NoError(t, cfg.Conns.Wait(ctx))
 	})
+	b.base = srv.URL
 	b.url = "ws" + strings.TrimPrefix(srv.URL, "http") + "/ws/subscribe"
 	b.key = env.Key(t, "acme", 0)
 	return b
