@@ -82,10 +82,10 @@ type melodyConn interface {
 // need none.
 var unusedWriteBuffers = &sync.Pool{}
 
-// newMelody returns a melody instance for hub sessions whose heartbeats
-// come every heartbeat, each with a ping; connect sets the connection's
-// melodyConn as its wsSocket's owner. Melody upgrades, reads and tracks
-// the sessions; wsWriter writes (see there why).
+// newMelody returns a melody instance for hub sessions with heartbeat as
+// their heartbeat interval (each heartbeat carries a ping); connect sets
+// the connection's melodyConn as its wsSocket's owner. Melody upgrades,
+// reads and tracks the sessions; wsWriter writes (see there why).
 func newMelody(cfg Config, heartbeat time.Duration, connect func(*melody.Session)) *melody.Melody {
 	m := melody.New()
 	m.Upgrader.WriteBufferPool = unusedWriteBuffers
@@ -106,7 +106,7 @@ func newMelody(cfg Config, heartbeat time.Duration, connect func(*melody.Session
 		ms.Request = nil
 	})
 	m.HandleMessage(func(ms *melody.Session, data []byte) { onShortStack(func() { get(ms).message(data) }) })
-	m.HandleMessageBinary(func(ms *melody.Session, _ []byte) { get(ms).binary() })
+	m.HandleMessageBinary(func(ms *melody.Session, _ []byte) { onShortStack(get(ms).binary) })
 	m.HandleDisconnect(func(ms *melody.Session) { get(ms).gone() })
 	return m
 }
