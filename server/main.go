@@ -16,8 +16,8 @@ import (
 // defaultGCPercent replaces Go's default of 100 unless GOGC is set. The
 // hub's heap is mostly the connections' long-lived state, so collecting at
 // twice the live heap leaves idle connections a third more RSS than their
-// state; at 1.5 times, saturated fan-out costs no measurable CPU more
-// (README, "Performance").
+// state. At 1.5 times, saturated fan-out cost no measurable CPU more, and
+// W2 about 5 % per delivery (README, "Performance").
 const defaultGCPercent = 50
 
 func main() {
