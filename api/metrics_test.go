@@ -30,7 +30,7 @@ func (c *countingConn) Send([]byte) {
 	c.mu.Lock()
 	c.frames++
 	c.mu.Unlock()
-	go c.sess.Sent() // the writer acknowledges from its own goroutine
+	go c.sess.Sent(1) // the writer acknowledges from its own goroutine
 }
 
 func (c *countingConn) Close(int, string) { go c.sess.Gone() }

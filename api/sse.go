@@ -346,7 +346,7 @@ func (st *sseStream) serve() {
 			if !st.write(f) {
 				return
 			}
-			st.sess.Sent()
+			st.sess.Sent(1)
 			// Flush once a burst is written, and at least every
 			// sseCredits frames.
 			if unflushed++; len(st.conn.frames) == 0 || unflushed >= sseCredits {

@@ -82,8 +82,8 @@ func (w *wsWriter) attach(s *hub.Session) {
 	n := w.unacked
 	w.unacked = 0
 	w.mu.Unlock()
-	for range n {
-		s.Sent()
+	if n > 0 {
+		s.Sent(n)
 	}
 }
 
@@ -216,10 +216,8 @@ func (w *wsWriter) written(frames [][]byte) {
 		w.unacked += n
 	}
 	w.mu.Unlock()
-	if s != nil {
-		for range n {
-			s.Sent()
-		}
+	if s != nil && n > 0 {
+		s.Sent(n)
 	}
 }
 

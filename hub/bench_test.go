@@ -37,7 +37,7 @@ func (c *sinkConn) Close(int, string) {}
 
 func (c *sinkConn) ack() {
 	for ; c.frames > 0; c.frames-- {
-		c.sess.Sent()
+		c.sess.Sent(1)
 	}
 }
 

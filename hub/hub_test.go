@@ -59,7 +59,7 @@ func (c *fakeConn) Send(frame []byte) {
 		c.held++
 		return
 	}
-	go c.sess.Sent() // the writer acknowledges from its own goroutine
+	go c.sess.Sent(1) // the writer acknowledges from its own goroutine
 }
 
 func (c *fakeConn) Close(code int, reason string) {

@@ -12,7 +12,7 @@ import (
 // melody and SSE to it. Neither method may block: Send hands a frame to the
 // transport's writer, which has room for it (the hub never has more frames
 // outstanding than the credits the session was given), and calls
-// Session.Sent once the frame is written.
+// Session.Sent once frames are written.
 type Conn interface {
 	Send(frame []byte)
 	Close(code int, reason string)
@@ -90,20 +90,25 @@ type flight struct {
 // that sends pings without reading the replies is a slow consumer too.
 const maxControl = 64
 
-// Sent is called by the transport after it wrote a frame handed to it.
-func (s *Session) Sent() {
+// Sent is called by the transport after it wrote the next n frames handed
+// to it; a transport that writes frames in batches reports each batch once.
+func (s *Session) Sent(n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inHead < len(s.inflight) {
+	var now time.Time
+	for range min(n, len(s.inflight)-s.inHead) {
 		if since := s.inflight[s.inHead].since; !since.IsZero() {
-			s.hub.metrics.delivery.Observe(time.Since(since))
+			if now.IsZero() {
+				now = time.Now()
+			}
+			s.hub.metrics.delivery.Observe(now.Sub(since))
 		}
 		s.inHead++
-		if s.inHead == len(s.inflight) { // reuse the array: no garbage per frame
-			s.inflight, s.inHead = s.inflight[:0], 0
-		}
 	}
-	s.credits++
+	if s.inHead == len(s.inflight) { // reuse the array: no garbage per frame
+		s.inflight, s.inHead = s.inflight[:0], 0
+	}
+	s.credits += n
 	s.pump()
 }
 
