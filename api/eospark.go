@@ -3,9 +3,7 @@ package api
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
 	"errors"
-	"log/slog"
 	"maps"
 	"net/http"
 	"net/url"
@@ -58,13 +56,8 @@ func (w *wsB) handle(c echo.Context) error { return serveMelody(w.cfg, w.m, c) }
 // wsBConn is one protocol B connection. Melody calls connect, message and
 // gone on the connection's read goroutine, one at a time.
 type wsBConn struct {
-	id     string // the connection's and its lease's ID
-	w      *wsB
-	ms     *melody.Session
-	out    *wsWriter
-	sess   *hub.Session
-	ctx    context.Context // outlives the upgrade request (see serveMelody)
-	remote string
+	wsBase
+	w *wsB
 	// refusal is the auth or error frame sent instead of the close message
 	// when the connection is refused at the upgrade.
 	refusal atomic.Pointer[[]byte]
@@ -77,26 +70,13 @@ type wsBConn struct {
 }
 
 func (w *wsB) connect(ms *melody.Session) {
-	id := rand.Text()
-	sock := socketOf(ms)
-	c := &wsBConn{w: w, ms: ms, out: newWSWriter(sock, w.cfg.WriteTimeout, &w.writes), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
-	sock.owner = c
-	ms.WebsocketConnection().SetPingHandler(c.out.pongTo)
-	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
-		ID: id, Conn: c, Protocol: hub.ProtocolB, Credits: wsCredits,
-		Heartbeat: func(now time.Time) []byte {
-			c.out.pingNext()
-			return wire.AppendHeartbeatB(nil, now)
-		},
-		HeartbeatEvery: w.heartbeat,
+	c := &wsBConn{w: w}
+	c.open(ms, c, wsOpen{
+		cfg: w.cfg, protocol: hub.ProtocolB, writes: &w.writes,
+		heartbeat:      func(now time.Time) []byte { return wire.AppendHeartbeatB(nil, now) },
+		heartbeatEvery: w.heartbeat,
 	})
-	c.out.attach(c.sess)
 	c.authenticate()
-}
-
-// logger is built when needed: most connections never log.
-func (c *wsBConn) logger() *slog.Logger {
-	return c.w.cfg.Logger.With("conn", c.id, "remote", c.remote)
 }
 
 // authenticate checks the upgrade request's key, then its since, then
@@ -182,10 +162,6 @@ func (c *wsBConn) unavailable(err error) {
 	c.sess.Close(wire.CloseTryAgain, wire.MsgServiceUnavailable)
 }
 
-// Send implements hub.Conn; the writer queues it (the hub hands at most
-// wsCredits frames at a time).
-func (c *wsBConn) Send(frame []byte) { c.out.send(frame) }
-
 // Close implements hub.Conn: the refusal frame, or else the close message
 // of SPEC §5, then the close frame. The buffer keeps room for both.
 func (c *wsBConn) Close(code int, reason string) {
@@ -263,8 +239,6 @@ func (c *wsBConn) apply(next subsB, known []string, reply []byte) {
 	c.subs = next
 	c.w.cfg.Leases.UpdateChannels(ctx, c.id, channels)
 }
-
-func (c *wsBConn) session() *hub.Session { return c.sess }
 
 func (c *wsBConn) binary() { c.sendError(wire.MsgInvalidMessage) }
 

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"log/slog"
 	"math"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -75,6 +77,61 @@ type melodyConn interface {
 	binary()
 	session() *hub.Session
 	gone()
+}
+
+// wsBase is what a WebSocket connection keeps whatever its protocol; the
+// protocol's connection embeds it.
+type wsBase struct {
+	id     string // the connection's and its lease's ID
+	ms     *melody.Session
+	out    *wsWriter
+	sess   *hub.Session
+	ctx    context.Context // outlives the upgrade request (see serveMelody)
+	remote string
+	log    *slog.Logger // the server's; see logger
+}
+
+// wsOpen describes a protocol's connections to wsBase.open.
+type wsOpen struct {
+	cfg            Config
+	protocol       hub.Protocol
+	writes         *atomic.Uint64 // the protocol's socket writes
+	heartbeat      func(now time.Time) []byte
+	heartbeatEvery time.Duration
+}
+
+// open starts a connection from melody's connect handler: its writer, its
+// answers to the client's pings, and its hub session, whose heartbeats
+// each carry a ping. conn is the protocol's connection that embeds b.
+func (b *wsBase) open(ms *melody.Session, conn interface {
+	melodyConn
+	hub.Conn
+}, o wsOpen) {
+	sock := socketOf(ms)
+	b.id, b.ms, b.ctx, b.remote, b.log = rand.Text(), ms, ms.Request.Context(), ms.Request.RemoteAddr, o.cfg.Logger
+	b.out = newWSWriter(sock, o.cfg.WriteTimeout, o.writes)
+	sock.owner = conn
+	ms.WebsocketConnection().SetPingHandler(b.out.pongTo)
+	b.sess = o.cfg.Hub.Connect(hub.ConnectParams{
+		ID: b.id, Conn: conn, Protocol: o.protocol, Credits: wsCredits,
+		Heartbeat: func(now time.Time) []byte {
+			b.out.pingNext()
+			return o.heartbeat(now)
+		},
+		HeartbeatEvery: o.heartbeatEvery,
+	})
+	b.out.attach(b.sess)
+}
+
+// Send implements hub.Conn; the writer queues it (the hub hands at most
+// wsCredits frames at a time).
+func (b *wsBase) Send(frame []byte) { b.out.send(frame) }
+
+func (b *wsBase) session() *hub.Session { return b.sess }
+
+// logger is built when needed: most connections never log.
+func (b *wsBase) logger() *slog.Logger {
+	return b.log.With("conn", b.id, "remote", b.remote)
 }
 
 // unusedWriteBuffers keeps gorilla from allocating a write buffer per

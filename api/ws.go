@@ -2,9 +2,7 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -88,13 +86,8 @@ func (w *wsA) subscribe(c echo.Context) error { return serveMelody(w.cfg, w.m, c
 // the connection's read goroutine, one at a time; only the auth timer runs
 // elsewhere.
 type wsConn struct {
-	id     string // the connection's and its lease's ID
+	wsBase
 	w      *wsA
-	ms     *melody.Session
-	out    *wsWriter
-	sess   *hub.Session
-	ctx    context.Context // outlives the upgrade request (see serveMelody)
-	remote string
 	authed atomic.Bool // a subscribe succeeded once; the auth timer checks it
 	timer  *time.Timer
 	// closeErr is the error frame sent right before the close frame.
@@ -111,20 +104,12 @@ type wsConn struct {
 }
 
 func (w *wsA) connect(ms *melody.Session) {
-	id := rand.Text()
-	sock := socketOf(ms)
-	c := &wsConn{w: w, ms: ms, out: newWSWriter(sock, w.cfg.WriteTimeout, &w.writes), id: id, ctx: ms.Request.Context(), remote: ms.Request.RemoteAddr}
-	sock.owner = c
-	ms.WebsocketConnection().SetPingHandler(c.out.pongTo)
-	c.sess = w.cfg.Hub.Connect(hub.ConnectParams{
-		ID: id, Conn: c, Protocol: hub.ProtocolA, Credits: wsCredits,
-		Heartbeat: func(time.Time) []byte {
-			c.out.pingNext()
-			return wire.AppendHeartbeatA(nil)
-		},
-		HeartbeatEvery: w.cfg.HeartbeatInterval,
+	c := &wsConn{w: w}
+	c.open(ms, c, wsOpen{
+		cfg: w.cfg, protocol: hub.ProtocolA, writes: &w.writes,
+		heartbeat:      func(time.Time) []byte { return wire.AppendHeartbeatA(nil) },
+		heartbeatEvery: w.cfg.HeartbeatInterval,
 	})
-	c.out.attach(c.sess)
 	if key, present := headerKey(ms.Request.Header); present {
 		c.headerAuth(key) // no auth timeout then (SPEC §4.4)
 		return
@@ -143,11 +128,6 @@ func (c *wsConn) stopTimer() {
 		c.timer.Stop()
 		c.timer = nil
 	}
-}
-
-// logger is built when needed: most connections never log.
-func (c *wsConn) logger() *slog.Logger {
-	return c.w.cfg.Logger.With("conn", c.id, "remote", c.remote)
 }
 
 // headerKey returns the key the upgrade request's headers name (SPEC
@@ -208,13 +188,7 @@ func (c *wsConn) headerAuth(key string) {
 	}
 }
 
-func (c *wsConn) session() *hub.Session { return c.sess }
-
 func (c *wsConn) binary() { c.invalidMessage() }
-
-// Send implements hub.Conn; the writer queues it (the hub hands at most
-// wsCredits frames at a time).
-func (c *wsConn) Send(frame []byte) { c.out.send(frame) }
 
 // Close implements hub.Conn.
 func (c *wsConn) Close(code int, reason string) {
