@@ -15,8 +15,8 @@ import (
 // measure routing, not PostgreSQL.
 type memLog struct{}
 
-func (memLog) EventsAfter(context.Context, store.Position, int) ([]store.Event, error) {
-	return nil, nil
+func (memLog) EventsFor(_ context.Context, f store.EventFilter, _ int, _ int64) (store.EventPage, error) {
+	return store.EventPage{Reached: f.After, Complete: true}, nil
 }
 func (memLog) Horizon(context.Context) (store.Position, error)     { return store.Position{}, nil }
 func (memLog) EventNewest(context.Context) (store.Position, error) { return store.Position{}, nil }
@@ -67,12 +67,12 @@ func benchEvents(n int, channel string, tenants int) []store.Event {
 	old := json.RawMessage(`{"orderStatus":"PLACED","matchedStake":0}`)
 	events := make([]store.Event, n)
 	for i := range events {
-		client := ""
+		client, scope := "", store.ScopeGlobal
 		if tenants > 0 {
-			client = fmt.Sprintf("t%d", i%tenants)
+			client, scope = fmt.Sprintf("t%d", i%tenants), store.ScopeTenant
 		}
 		events[i] = store.Event{Pos: store.Position{Xid: 1000, ID: int64(i + 1)}, Channel: channel, Op: "UPDATE",
-			Client: client, Subject: "acc-1", Payload: payload, Old: old, CreatedAt: time.Now()}
+			Client: client, Subject: "acc-1", Payload: payload, Old: old, CreatedAt: time.Now(), Scope: scope}
 	}
 	return events
 }

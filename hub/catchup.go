@@ -3,6 +3,7 @@ package hub
 import (
 	"time"
 
+	"github.com/hubdev/hub/hub/wire"
 	"github.com/hubdev/hub/store"
 )
 
@@ -26,7 +27,9 @@ func (h *Hub) startCatchUp(s *Session) {
 // catchUp feeds a session from the log after its cursor, as fast as the
 // session takes it, until it has caught up with the live stream, then
 // hands it back to live delivery (SPEC §4.3, §6). The session's memory
-// stays bounded: one page plus its queue.
+// stays bounded: one page plus its queue. The log is read through the
+// session's filter, so the other clients' events cost it nothing, and
+// the cursor moves to where each read got (issue 12 §5).
 func (h *Hub) catchUp(s *Session) {
 	var failures int
 	for {
@@ -36,11 +39,11 @@ func (h *Hub) catchUp(s *Session) {
 			s.mu.Unlock()
 			return
 		}
-		gen, cursor := s.gen, s.cursor
+		gen, filter := s.gen, s.filter()
 		s.mu.Unlock()
 
 		hubPos := h.position() // before the read: the read covers every event up to it
-		page, err := h.log.EventsAfter(h.ctx, cursor, h.cfg.PageSize)
+		page, err := h.log.EventsFor(h.ctx, filter, h.cfg.PageSize, h.cfg.PageBytes)
 		if err != nil {
 			if h.ctx.Err() != nil {
 				h.stopCatching(s)
@@ -57,10 +60,15 @@ func (h *Hub) catchUp(s *Session) {
 			continue
 		}
 		failures = 0
+		if page.Trimmed {
+			h.stopCatching(s)
+			s.Close(wire.CloseTryAgain, wire.Trimmed(filter.After.String()))
+			return
+		}
 		if !h.feed(s, gen, page) {
 			continue // resubscribed meanwhile, or closed: look again
 		}
-		if len(page) < h.cfg.PageSize && h.rejoin(s, gen, hubPos) {
+		if page.Complete && h.rejoin(s, gen, hubPos) {
 			return
 		}
 	}
@@ -72,9 +80,11 @@ func (h *Hub) stopCatching(s *Session) {
 	s.mu.Unlock()
 }
 
-// feed queues a page's matching events as room allows; false when the
-// session's subscription changed under it.
-func (h *Hub) feed(s *Session, gen int, page []store.Event) bool {
+// feed queues a page's matching events as room allows, then moves the
+// cursor to where the read got; false when the session's subscription
+// changed under it.
+func (h *Hub) feed(s *Session, gen int, p store.EventPage) bool {
+	page := p.Events
 	now := time.Now()
 	waits := make([]time.Time, len(page))
 	h.mu.RLock()
@@ -95,6 +105,9 @@ func (h *Hub) feed(s *Session, gen int, page []store.Event) bool {
 			}
 			s.cursor = e.Pos
 		}
+		if i == len(page) && s.cursor.Less(p.Reached) {
+			s.cursor = p.Reached // the rest up to here was not for this session
+		}
 		s.pump()
 		s.mu.Unlock()
 		if i < len(page) {
@@ -103,6 +116,16 @@ func (h *Hub) feed(s *Session, gen int, page []store.Event) bool {
 			case <-h.ctx.Done():
 				return false
 			}
+		}
+	}
+	if len(page) == 0 {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.closed || s.gen != gen {
+			return false
+		}
+		if s.cursor.Less(p.Reached) {
+			s.cursor = p.Reached
 		}
 	}
 	return true

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -18,7 +19,7 @@ import (
 // Log is the part of the store the hub reads besides the reader's tail:
 // catch-up pages, and the bounds a resume is checked against.
 type Log interface {
-	EventsAfter(ctx context.Context, after store.Position, limit int) ([]store.Event, error)
+	EventsFor(ctx context.Context, f store.EventFilter, maxRows int, maxBytes int64) (store.EventPage, error)
 	Horizon(ctx context.Context) (store.Position, error)
 	EventNewest(ctx context.Context) (store.Position, error)
 	ChannelList(ctx context.Context) ([]string, error)
@@ -32,8 +33,11 @@ type Config struct {
 	// MaxLag: a session whose oldest unsent event waited longer is closed
 	// with 1013 (HUB_MAX_LAG, default 30s).
 	MaxLag time.Duration
-	// PageSize is the catch-up page (default 1000).
+	// PageSize is the catch-up page in events (default 1000).
 	PageSize int
+	// PageBytes bounds a catch-up page's payloads (default 4 MiB): rows
+	// of a megabyte exist, and a page is held in memory.
+	PageBytes int64
 	// ChannelRefresh bounds how late an attach or detach is seen when its
 	// notification was lost (default 5s).
 	ChannelRefresh time.Duration
@@ -44,6 +48,7 @@ func (c Config) withDefaults() Config {
 	c.SendBuffer = cmp.Or(c.SendBuffer, 1024)
 	c.MaxLag = cmp.Or(c.MaxLag, 30*time.Second)
 	c.PageSize = cmp.Or(c.PageSize, 1000)
+	c.PageBytes = cmp.Or(c.PageBytes, 4<<20)
 	c.ChannelRefresh = cmp.Or(c.ChannelRefresh, 5*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -395,11 +400,17 @@ func (h *Hub) Deliver(_ context.Context, batch []store.Event) error {
 	return nil
 }
 
-// route must be called with h.mu held.
+// route must be called with h.mu held. The event's scope, not its client
+// alone, decides who may see it (SPEC §2.2): a tenant channel's event
+// without a client reaches no one, and so does an event of a channel that
+// is not attached.
 func (h *Hub) route(m *message) {
 	e := &m.event
 	byClient := h.byChannel[e.Channel]
-	if e.Client != "" {
+	switch {
+	case e.Scope == store.ScopeNone, e.Scope == store.ScopeTenant && e.Client == "":
+		return
+	case e.Client != "":
 		for s := range byClient[e.Client] {
 			s.offer(m)
 		}
@@ -446,7 +457,11 @@ func (h *Hub) readAt(p store.Position, now time.Time) time.Time {
 // waitAfter is when this node read the first event after p. Must be
 // called with h.mu held.
 func (h *Hub) waitAfter(p store.Position, now time.Time) time.Time {
-	return h.readAt(store.Position{Xid: p.Xid, ID: p.ID + 1}, now)
+	next := store.Position{Xid: p.Xid, ID: p.ID + 1}
+	if p.ID == math.MaxInt64 { // a point below a watermark, not an event
+		next = store.Position{Xid: p.Xid + 1}
+	}
+	return h.readAt(next, now)
 }
 
 // sweep closes slow consumers and sends heartbeats.

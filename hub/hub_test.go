@@ -44,12 +44,13 @@ func (c *fakeConn) Send(frame []byte) {
 		Channel string
 		Event   string
 		Payload json.RawMessage
+		Old     json.RawMessage
 	}
 	if err := json.Unmarshal(frame, &f); err != nil {
 		panic(err)
 	}
 	if f.Type == "broadcast" {
-		c.out = append(c.out, wire.Event{Pos: f.ID, Channel: f.Channel, Op: f.Event, Payload: f.Payload})
+		c.out = append(c.out, wire.Event{Pos: f.ID, Channel: f.Channel, Op: f.Event, Payload: f.Payload, Old: f.Old})
 	} else {
 		c.other = append(c.other, string(frame))
 	}

@@ -18,6 +18,7 @@ import (
 type Source interface {
 	EventsAfter(ctx context.Context, after store.Position, limit int) ([]store.Event, error)
 	BacklogCheck(ctx context.Context) (store.Backlog, error)
+	ClockAdvance(ctx context.Context) error
 	Listen(ctx context.Context) (*store.Listener, error)
 }
 
@@ -175,6 +176,7 @@ func (r *Reader) waitLoop(ctx context.Context, l *store.Listener) error {
 func (r *Reader) tail(ctx context.Context) error {
 	var failures int
 	var heldWait time.Duration
+	var unassigned bool // the previous look found the clock waiting for an unassigned id
 	for {
 		err := r.catchUp(ctx)
 		var b store.Backlog
@@ -209,6 +211,15 @@ func (r *Reader) tail(ctx context.Context) error {
 			} else {
 				heldWait = 0
 			}
+			// Twice in a row: no other writer moved the clock meanwhile,
+			// and on a quiet database none may (SPEC §2.2's clock can be
+			// an id that no transaction has taken yet).
+			if b.Unassigned && unassigned {
+				if err := r.src.ClockAdvance(ctx); err == nil {
+					wait = 0
+				}
+			}
+			unassigned = b.Unassigned
 		}
 		t := time.NewTimer(wait)
 		select {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hubdev/hub/hub/wire"
 	"github.com/hubdev/hub/store"
 )
 
@@ -240,7 +241,7 @@ func (s *Session) matches(e *store.Event) bool {
 	if sub == nil {
 		return false
 	}
-	if e.Client != "" && e.Client != sub.Client {
+	if !e.Visible(sub.Client) {
 		return false // a key never sees another client's rows
 	}
 	if !sub.All {
@@ -289,10 +290,33 @@ func (s *Session) lag(now time.Time, hubPos store.Position, waitAfter func(store
 // closeSlow closes a slow consumer with its resume position (SPEC §6).
 func (s *Session) closeSlow() {
 	s.mu.Lock()
-	pos := s.handed
+	pos := s.resumePoint()
 	s.mu.Unlock()
 	s.hub.metrics.slowCloses.Add(1)
-	s.Close(1013, "slow consumer; resume from "+pos.String())
+	s.Close(wire.CloseTryAgain, wire.SlowConsumer(pos.String()))
+}
+
+// filter is what the session's catch-up reads. Must be called with s.mu
+// held and a subscription.
+func (s *Session) filter() store.EventFilter {
+	f := store.EventFilter{After: s.cursor, Client: s.sub.Client}
+	if !s.sub.All {
+		f.Channels = s.channels
+	}
+	return f
+}
+
+// resumePoint is the position a client closed now resumes from without a
+// gap: the last event handed to the transport while events wait in the
+// queue, else the cursor, which a catch-up moves past the events that
+// were not for this session (issue 12 §5): a quiet client behind other
+// clients' events then makes progress with every reconnect. Must be
+// called with s.mu held.
+func (s *Session) resumePoint() store.Position {
+	if s.events > 0 {
+		return s.handed
+	}
+	return s.cursor
 }
 
 func maxTime(a, b time.Time) time.Time {

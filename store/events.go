@@ -19,6 +19,49 @@ type Event struct {
 	Payload   json.RawMessage
 	Old       json.RawMessage // the changed columns' previous values; nil unless UPDATE
 	CreatedAt time.Time
+	Scope     Scope
+}
+
+// Scope says who may see an event. It comes from the channel's entry in
+// hub.channels when the event is read, never from the log row alone
+// (SPEC §2.2): a row written into hub.events by hand cannot make a tenant
+// channel's event global.
+type Scope uint8
+
+const (
+	// ScopeNone: the channel is not attached (any more); no one. The zero
+	// value, so that an event whose scope nobody set reaches no one.
+	ScopeNone Scope = iota
+	// ScopeTenant: only sessions of the event's client; an event without
+	// a client, no one.
+	ScopeTenant
+	// ScopeGlobal: every subscriber of the channel; an event that names a
+	// client, only that client's.
+	ScopeGlobal
+)
+
+// Visible reports whether a session of client may see e, its channel
+// aside.
+func (e *Event) Visible(client string) bool {
+	switch e.Scope {
+	case ScopeTenant:
+		return e.Client != "" && e.Client == client
+	case ScopeGlobal:
+		return e.Client == "" || e.Client == client
+	}
+	return false
+}
+
+func parseScope(s *string) Scope {
+	switch {
+	case s == nil:
+		return ScopeNone
+	case *s == "tenant":
+		return ScopeTenant
+	case *s == "global":
+		return ScopeGlobal
+	}
+	return ScopeNone
 }
 
 // EventsAfter returns up to limit events after pos in position order, only
@@ -26,7 +69,7 @@ type Event struct {
 // §2.3), so that a later read never finds an event before pos.
 func (s *Store) EventsAfter(ctx context.Context, after Position, limit int) ([]Event, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT xid::text, id, channel, op, coalesce(client, ''), coalesce(subject, ''), payload, old, created_at
+		SELECT xid::text, id, channel, op, coalesce(client, ''), coalesce(subject, ''), payload, old, created_at, scope
 		FROM hub.events_after($1::text::xid8, $2, $3)`,
 		strconv.FormatUint(after.Xid, 10), after.ID, limit)
 	if err != nil {
@@ -39,12 +82,14 @@ func (s *Store) EventsAfter(ctx context.Context, after Position, limit int) ([]E
 	for rows.Next() {
 		var e Event
 		var xid string
-		if err := rows.Scan(&xid, &e.Pos.ID, &e.Channel, &e.Op, &e.Client, &e.Subject, &e.Payload, &e.Old, &e.CreatedAt); err != nil {
+		var scope *string
+		if err := rows.Scan(&xid, &e.Pos.ID, &e.Channel, &e.Op, &e.Client, &e.Subject, &e.Payload, &e.Old, &e.CreatedAt, &scope); err != nil {
 			return nil, fmt.Errorf("scan event: %w", err)
 		}
 		if e.Pos.Xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
 			return nil, fmt.Errorf("scan event xid %q: %w", xid, err)
 		}
+		e.Scope = parseScope(scope)
 		events = append(events, e)
 	}
 	if err := rows.Err(); err != nil {
@@ -58,14 +103,20 @@ type Backlog struct {
 	// HeldBack: committed events exist that an older transaction, still
 	// open, keeps behind the watermark.
 	HeldBack bool
+	// Unassigned: the newest event's clock is at or past the snapshot's
+	// xmax, a transaction id that may not be taken yet. The watermark
+	// passes it only once a transaction with that id or a later one has
+	// finished; on a quiet database none may come (see ClockAdvance).
+	Unassigned bool
 	// OldestWrite is the age of the oldest open transaction that has
 	// written anything, in any database of the cluster; 0 when none.
 	OldestWrite time.Duration
 }
 
 const backlogSQL = `
-		SELECT coalesce((SELECT xid FROM hub.events ORDER BY xid DESC, id DESC LIMIT 1)
-		                 >= pg_snapshot_xmin(pg_current_snapshot()), false),
+		WITH newest AS (SELECT xid FROM hub.events ORDER BY xid DESC, id DESC LIMIT 1)
+		SELECT coalesce((SELECT xid FROM newest) >= pg_snapshot_xmin(pg_current_snapshot()), false),
+		       coalesce((SELECT xid FROM newest) >= pg_snapshot_xmax(pg_current_snapshot()), false),
 		       coalesce((SELECT extract(epoch FROM clock_timestamp() - min(xact_start))::float8
 		                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()), 0)`
 
@@ -76,12 +127,24 @@ const backlogSQL = `
 func (s *Store) BacklogCheck(ctx context.Context) (Backlog, error) {
 	var b Backlog
 	var secs float64
-	err := s.pool.QueryRow(ctx, backlogSQL).Scan(&b.HeldBack, &secs)
+	err := s.pool.QueryRow(ctx, backlogSQL).Scan(&b.HeldBack, &b.Unassigned, &secs)
 	if err != nil {
 		return Backlog{}, fmt.Errorf("check backlog: %w", err)
 	}
 	b.OldestWrite = time.Duration(secs * float64(time.Second))
 	return b, nil
+}
+
+// ClockAdvance takes a transaction id and finishes at once, so that the
+// watermark can pass an event clock no transaction had taken
+// (Backlog.Unassigned). It writes nothing, but a transaction with an id
+// leaves a commit record: the reader calls it only when a held-back event
+// found nothing else moving the clock.
+func (s *Store) ClockAdvance(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		return fmt.Errorf("advance the clock: %w", err)
+	}
+	return nil
 }
 
 // Horizon is the newest position retention has deleted; a resume from
@@ -129,17 +192,20 @@ func (s *Store) EventTrim(ctx context.Context, olderThan time.Duration, limit in
 	return n, nil
 }
 
-// EventNewest is the newest position in the log, committed events held
-// back by the watermark included; the horizon when the log is empty. A
-// resume point past it names events this database never had.
+// EventNewest is the newest position this database's log has reached:
+// its newest event (committed events held back by the watermark
+// included), the horizon when the log is empty, and at least the point
+// just below the watermark, which a catch-up that found nothing more
+// reports as its resume point. A resume point past it names events this
+// database never had.
 func (s *Store) EventNewest(ctx context.Context) (Position, error) {
-	var xid string
+	var xid, xmin string
 	var id int64
 	err := s.pool.QueryRow(ctx, `
-		SELECT xid::text, id FROM (
+		SELECT p.xid::text, p.id, pg_snapshot_xmin(pg_current_snapshot())::text FROM (
 		    (SELECT xid, id FROM hub.events ORDER BY xid DESC, id DESC LIMIT 1)
 		    UNION ALL SELECT xid, id FROM hub.horizon) p
-		ORDER BY xid DESC, id DESC LIMIT 1`).Scan(&xid, &id)
+		ORDER BY p.xid DESC, p.id DESC LIMIT 1`).Scan(&xid, &id, &xmin)
 	if err != nil {
 		return Position{}, fmt.Errorf("read newest position: %w", err)
 	}
@@ -147,7 +213,25 @@ func (s *Store) EventNewest(ctx context.Context) (Position, error) {
 	if err != nil {
 		return Position{}, fmt.Errorf("read newest position xid %q: %w", xid, err)
 	}
-	return Position{Xid: x, ID: id}, nil
+	newest := Position{Xid: x, ID: id}
+	below, err := belowWatermark(xmin)
+	if err != nil {
+		return Position{}, err
+	}
+	if newest.Less(below) {
+		return below, nil
+	}
+	return newest, nil
+}
+
+// belowWatermark is the last point before watermark xmin: after every
+// event a read below it can return, before every event it cannot.
+func belowWatermark(xmin string) (Position, error) {
+	x, err := strconv.ParseUint(xmin, 10, 64)
+	if err != nil || x == 0 {
+		return Position{}, fmt.Errorf("read watermark %q: %v", xmin, err)
+	}
+	return Position{Xid: x - 1, ID: math.MaxInt64}, nil
 }
 
 // EventStart is where a reader that wants only new events starts: after
@@ -158,9 +242,5 @@ func (s *Store) EventStart(ctx context.Context) (Position, error) {
 	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmin(pg_current_snapshot())::text`).Scan(&xmin); err != nil {
 		return Position{}, fmt.Errorf("read watermark: %w", err)
 	}
-	x, err := strconv.ParseUint(xmin, 10, 64)
-	if err != nil || x == 0 {
-		return Position{}, fmt.Errorf("read watermark %q: %v", xmin, err)
-	}
-	return Position{Xid: x - 1, ID: math.MaxInt64}, nil
+	return belowWatermark(xmin)
 }

@@ -22,6 +22,9 @@ func TestEventsList(t *testing.T) {
 	)
 	all := b.all(t)
 	require.Len(t, all, 6)
+	for i := range all {
+		all[i].Scope = store.ScopeNone // the admin list shows the log as it is, without a reader's scope
+	}
 
 	list := func(p store.EventListParams) []store.Event {
 		t.Helper()

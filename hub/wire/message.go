@@ -16,11 +16,12 @@ const (
 	MsgNotSubscribed        = "Not subscribed"
 	MsgInvalidToken         = "Invalid or missing token"
 	MsgServiceUnavailable   = "Service unavailable"
-	MsgClientDeactivated    = "client deactivated"          // SPEC §3
-	MsgAPIKeyRevoked        = "api key revoked"             // SPEC §3
-	MsgClosedByAdmin        = "closed by admin"             // SPEC §8
-	MsgShutdown             = "server shutting down"        // close 1012; SPEC §9 names no reason
-	MsgSlowConsumerPrefix   = "slow consumer; resume from " // followed by a position; see SlowConsumer
+	MsgClientDeactivated    = "client deactivated"           // SPEC §3
+	MsgAPIKeyRevoked        = "api key revoked"              // SPEC §3
+	MsgClosedByAdmin        = "closed by admin"              // SPEC §8
+	MsgShutdown             = "server shutting down"         // close 1012; SPEC §9 names no reason
+	MsgSlowConsumerPrefix   = "slow consumer; resume from "  // followed by a position; see SlowConsumer
+	MsgTrimmedPrefix        = "events trimmed; resume from " // followed by a position; see Trimmed
 )
 
 // UnknownChannel is the error message for a subscribe naming a channel
@@ -31,3 +32,9 @@ func UnknownChannel(name string) string { return MsgUnknownChannelPrefix + name 
 // HUB_MAX_LAG behind; pos is the last position sent, or the one it started
 // from (SPEC §6).
 func SlowConsumer(pos string) string { return MsgSlowConsumerPrefix + pos }
+
+// Trimmed is the close reason of a session whose replay or catch-up found
+// that retention deleted events it had not read yet (issue 12 §5): the
+// resume from pos is answered with "recovered":false, and the client
+// refetches its state.
+func Trimmed(pos string) string { return MsgTrimmedPrefix + pos }
