@@ -63,6 +63,17 @@ func (c *fakeConn) Send(frame []byte) {
 	go c.sess.Sent(1) // the writer acknowledges from its own goroutine
 }
 
+// release lets a stalled client read again: the frames it held are
+// written.
+func (c *fakeConn) release() {
+	c.mu.Lock()
+	c.stall = false
+	n := c.held
+	c.held = 0
+	c.mu.Unlock()
+	go c.sess.Sent(n)
+}
+
 func (c *fakeConn) Close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -96,7 +96,9 @@ BEGIN
             scope := e.scope; watermark := NULL; trimmed := NULL;
             RETURN NEXT;
             n := n + 1;
-            bytes := bytes + pg_column_size(e.payload) + coalesce(pg_column_size(e.old), 0);
+            -- The size on the wire, not pg_column_size's: a compressed
+            -- row is sent whole.
+            bytes := bytes + octet_length(e.payload::text) + coalesce(octet_length(e.old::text), 0);
             IF n >= max_rows OR bytes >= max_bytes THEN
                 RETURN QUERY SELECT NULL::xid8, NULL::bigint, NULL::text, NULL::text, NULL::text, NULL::text,
                                     NULL::jsonb, NULL::jsonb, NULL::timestamptz, NULL::text, NULL::xid8, false;

@@ -244,6 +244,25 @@ func TestCaptureTenantless(t *testing.T) {
 	require.Empty(t, b.all(t), "a tenant row without a tenant is delivered to no one")
 }
 
+// An empty tenant value is nobody's, as NULL is (SPEC §2.2): were it
+// recorded, the log would hold an event that looks global.
+func TestCaptureEmptyTenant(t *testing.T) {
+	b := setupCapture(t)
+	b.exec(t,
+		`INSERT INTO orders (client, account_id) VALUES ('', 'a1')`,
+		`INSERT INTO bets (client, account_id) VALUES ('', 'a1')`,
+		`INSERT INTO accounts (account_id, client) VALUES ('a1', '')`,
+		`UPDATE accounts SET balance = 1`,
+		`UPDATE orders SET order_status = 'FILLED'`,
+		`CREATE TABLE notes (id int PRIMARY KEY, owner text, body text)`,
+		`SELECT hub.attach('notes', 'notes', 'owner', NULL, '{INSERT,UPDATE,DELETE}')`,
+		`INSERT INTO notes VALUES (1, '', 'nobody''s')`,
+		`UPDATE notes SET body = 'still nobody''s'`,
+		`DELETE FROM notes`,
+	)
+	require.Empty(t, b.all(t), "a tenant row with an empty tenant is recorded for no one")
+}
+
 func TestAttachDetach(t *testing.T) {
 	b := setupCapture(t)
 	b.exec(t,
