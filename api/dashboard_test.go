@@ -53,10 +53,29 @@ func TestDashboardFiles(t *testing.T) {
 		if tc.typ != "" {
 			require.Equal(t, tc.typ, rec.Header().Get("Content-Type"), tc.path)
 			require.Contains(t, rec.Body.String(), tc.body, tc.path)
-			require.Contains(t, rec.Header().Get("Content-Security-Policy"), "default-src 'none'", tc.path)
+			csp := cspDirectives(t, rec.Header().Get("Content-Security-Policy"))
+			require.Equal(t, "'none'", csp["default-src"], tc.path)
+			require.Equal(t, "'self'", csp["connect-src"], "%s: fetch and WebSocket to the hub only", tc.path)
 			require.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"), tc.path)
 		}
 	}
+}
+
+// cspDirectives splits a Content-Security-Policy into its directives, by
+// name; it fails t if a name repeats (browsers would use the first).
+func cspDirectives(t *testing.T, policy string) map[string]string {
+	t.Helper()
+	m := map[string]string{}
+	for d := range strings.SplitSeq(policy, ";") {
+		name, value, _ := strings.Cut(strings.TrimSpace(d), " ")
+		if name == "" {
+			continue
+		}
+		_, dup := m[name]
+		require.False(t, dup, "directive %s repeats in %q", name, policy)
+		m[name] = strings.TrimSpace(value)
+	}
+	return m
 }
 
 // dashBundle is a hub with the dashboard, served on a listener whose
@@ -248,8 +267,9 @@ func text(t *testing.T, ctx context.Context, sel string) string {
 	return s
 }
 
-// TestDashboardBrowser drives the page in Chromium: it subscribes with the
-// key from the URL fragment, shows a change of an order with its old value,
+// TestDashboardBrowser drives the page in Chromium: it ignores a key in the
+// query string, subscribes with the key from the URL fragment under its
+// connect-src 'self' policy, shows a change of an order with its old value,
 // resumes after a network cut without losing what was written meanwhile,
 // shows the admin view and the emergency banner, and logs no error.
 func TestDashboardBrowser(t *testing.T) {
@@ -263,6 +283,35 @@ func TestDashboardBrowser(t *testing.T) {
 
 	errs := &pageErrors{}
 	browser := newBrowser(t, errs)
+
+	// A key in the query string is not used (it has reached the server's
+	// and any proxy's log already), and it leaves the address bar; the
+	// page's other parameters stay. The address changing shows that the
+	// page's script has run.
+	rctx, cancel := context.WithTimeout(browser, browserWait)
+	defer cancel()
+	resp, err := chromedp.RunResponse(rctx, chromedp.Navigate(b.url+"/?key="+key+"&x=1"))
+	require.NoError(t, err)
+	policy, _ := resp.Headers["Content-Security-Policy"].(string)
+	require.Equal(t, "'self'", cspDirectives(t, policy)["connect-src"], "the policy the browser got")
+	do(t, browser, "the page drops ?key=", chromedp.Poll[chromedp.Void](`location.search === "?x=1"`))
+	type pageState struct {
+		State  string  `json:"state"`
+		Input  string  `json:"input"`
+		Stored *string `json:"stored"`
+	}
+	st, err := chromedp.Run(browser, chromedp.Evaluate[pageState](
+		`({
+			state: document.querySelector("#state").dataset.state,
+			input: document.querySelector("#api-key").value,
+			stored: localStorage.getItem("hub.key"),
+		})`))
+	require.NoError(t, err)
+	require.Equal(t, pageState{State: "idle"}, st, "the page ignores ?key=")
+
+	// Under connect-src 'self' (no ws: or wss:), the page subscribes:
+	// Chromium lets 'self' match ws: to the page's host and port, as CSP
+	// Level 3 says.
 	do(t, browser, "load the page and subscribe",
 		chromedp.Navigate(b.url+"/#key="+key+"&admin="+dashAdminToken),
 		chromedp.WaitVisible(chromedp.CSS(`#state[data-state="subscribed"]`)),

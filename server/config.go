@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,12 +74,40 @@ var options = []option{
 	{"HUB_PPROF_ADDR", "", "serve Go's pprof on this address (e.g. 127.0.0.1:6060); unset: off", setPprofAddr},
 }
 
+// migrateVars are the variables `hub migrate` uses: the database, or the
+// embedded cluster's directory, and the node name of its log lines. It
+// reads no other, so a setting that only serving uses (the admin token,
+// the listen address, TLS, the tuning) can neither stop nor change a
+// migration.
+var migrateVars = []string{"DATABASE_URL", "HUB_DATA_DIR", "HUB_NODE_ID"}
+
 // loadConfig reads every option through getenv and reports every bad one
 // at once, each error naming its variable.
 func loadConfig(getenv func(string) string) (Config, error) {
+	c, err := loadOptions(getenv, func(string) bool { return true })
+	if !c.demoSet {
+		c.Demo = c.Embedded()
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		err = errors.Join(err, errors.New("HUB_TLS_CERT, HUB_TLS_KEY: set both or neither"))
+	}
+	return c, err
+}
+
+// loadMigrateConfig reads only migrateVars; the other fields stay zero.
+func loadMigrateConfig(getenv func(string) string) (Config, error) {
+	return loadOptions(getenv, func(name string) bool { return slices.Contains(migrateVars, name) })
+}
+
+// loadOptions reads the options that use selects and reports every bad
+// one at once, each error naming its variable.
+func loadOptions(getenv func(string) string, use func(name string) bool) (Config, error) {
 	var c Config
 	var errs []error
 	for _, o := range options {
+		if !use(o.name) {
+			continue
+		}
 		v := getenv(o.name)
 		if v == "" {
 			v = o.def
@@ -88,17 +117,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 	}
 	c.DataDirExplicit = getenv("HUB_DATA_DIR") != ""
-	if !c.demoSet {
-		c.Demo = c.Embedded()
-	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		errs = append(errs, errors.New("HUB_TLS_CERT, HUB_TLS_KEY: set both or neither"))
-	}
 	return c, errors.Join(errs...)
 }
 
-// checkServe adds what serving needs beyond loadConfig; `hub migrate`
-// needs no admin token.
+// checkServe adds what serving needs beyond loadConfig.
 func (c Config) checkServe() error {
 	if !c.Embedded() && c.AdminToken == "" {
 		return errors.New("HUB_ADMIN_TOKEN: required when DATABASE_URL is set")

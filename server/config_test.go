@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,7 +85,7 @@ func TestLoadConfig(t *testing.T) {
 			require.Equal(t, "cert.pem", c.TLSCert)
 			require.Equal(t, "key.pem", c.TLSKey)
 		}},
-		{"migrate needs no admin token", map[string]string{"DATABASE_URL": dbURL}, func(t *testing.T, c Config) {
+		{"serving needs an admin token with DATABASE_URL", map[string]string{"DATABASE_URL": dbURL}, func(t *testing.T, c Config) {
 			require.EqualError(t, c.checkServe(), "HUB_ADMIN_TOKEN: required when DATABASE_URL is set")
 		}},
 	}
@@ -137,6 +138,20 @@ func TestLoadConfigReportsEveryError(t *testing.T) {
 	t.Parallel()
 	_, err := loadConfig(envOf(map[string]string{"HUB_SEND_BUFFER": "0", "HUB_MAX_LAG": "x"}))
 	require.EqualError(t, err, "HUB_SEND_BUFFER: must be at least 1\nHUB_MAX_LAG: \"x\" is not a duration (e.g. 30s, 5m)")
+}
+
+func TestLoadMigrateConfig(t *testing.T) {
+	t.Parallel()
+	for _, name := range migrateVars {
+		require.True(t, slices.ContainsFunc(options, func(o option) bool { return o.name == name }), "%s is in the options table", name)
+	}
+	const dbURL = "postgres://hub@db.example/hub"
+	c, err := loadMigrateConfig(envOf(map[string]string{
+		"DATABASE_URL": dbURL, "HUB_DATA_DIR": "/srv/hub", "HUB_NODE_ID": "node-m",
+		"HUB_ADMIN_TOKEN": "short", "HUB_ADDR": "127.0.0.1:9", "HUB_SEND_BUFFER": "0",
+	}))
+	require.NoError(t, err)
+	require.Equal(t, Config{DatabaseURL: dbURL, DataDir: "/srv/hub", DataDirExplicit: true, NodeID: "node-m"}, c)
 }
 
 // The help text and the README list every variable of the table.

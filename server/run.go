@@ -47,12 +47,13 @@ func newLogger(w io.Writer, cfg Config) *slog.Logger {
 }
 
 // migrate runs `hub migrate up|down|version` against DATABASE_URL, or
-// against the embedded cluster when it is unset.
+// against the embedded cluster when it is unset. It reads only
+// migrateVars of the environment.
 func migrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) != 1 || (args[0] != "up" && args[0] != "down" && args[0] != "version") {
 		return errors.New("usage: hub migrate up|down|version")
 	}
-	cfg, err := loadConfig(getenv)
+	cfg, err := loadMigrateConfig(getenv)
 	if err != nil {
 		return err
 	}

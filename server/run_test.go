@@ -256,6 +256,28 @@ func TestMigrateCommand(t *testing.T) {
 	}
 }
 
+// `hub migrate` reads only what it uses (migrateVars): settings that only
+// serving uses, missing or bad, stop the hub but not a migration.
+func TestMigrateReadsOnlyItsVariables(t *testing.T) {
+	t.Parallel()
+	u := storetest.NewDB(t)
+	latest := fmt.Sprintf("%d\n", migrations.Latest)
+	for _, env := range []map[string]string{
+		{"DATABASE_URL": u},
+		{
+			"DATABASE_URL": u, "HUB_ADMIN_TOKEN": "short", "HUB_ADDR": "nowhere", "HUB_TLS_CERT": "cert.pem",
+			"HUB_MAX_LAG": "soon", "HUB_SEND_BUFFER": "0", "HUB_DEMO": "maybe", "HUB_PPROF_ADDR": "6060",
+		},
+	} {
+		out, err := runCmd(t, env, "migrate", "version")
+		require.NoError(t, err, "hub migrate version with %v", env)
+		require.Equal(t, latest, out)
+		_, err = runCmd(t, env, "serve")
+		require.Error(t, err, "hub serve with %v", env)
+		require.Contains(t, err.Error(), "HUB_ADMIN_TOKEN: ")
+	}
+}
+
 func TestCommandErrors(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -268,8 +290,14 @@ func TestCommandErrors(t *testing.T) {
 		{[]string{"serve", "now"}, nil, "serve takes no arguments; run `hub help`"},
 		{[]string{"launch"}, nil, "unknown command \"launch\"; run `hub help`"},
 		{nil, map[string]string{"DATABASE_URL": "postgres:///hub"}, "HUB_ADMIN_TOKEN: required when DATABASE_URL is set"},
+		{[]string{"serve"}, map[string]string{"DATABASE_URL": "postgres:///hub"}, "HUB_ADMIN_TOKEN: required when DATABASE_URL is set"},
 		{nil, map[string]string{"HUB_SEND_BUFFER": "0"}, "HUB_SEND_BUFFER: must be at least 1"},
-		{[]string{"migrate", "up"}, map[string]string{"HUB_MAX_LAG": "soon"}, `HUB_MAX_LAG: "soon" is not a duration (e.g. 30s, 5m)`},
+		// What migrate uses is checked, every bad variable at once; nothing
+		// else is, so the admin token's error is not among them.
+		{[]string{"migrate", "up"}, map[string]string{"DATABASE_URL": "postgres://hub@db:notaport/hub", "HUB_ADMIN_TOKEN": "short"},
+			"DATABASE_URL: not a valid PostgreSQL connection string"},
+		{[]string{"migrate", "version"}, map[string]string{"HUB_DATA_DIR": "a\x00b", "HUB_NODE_ID": "a\nb", "HUB_MAX_LAG": "soon"},
+			"HUB_NODE_ID: must be at most 128 printable characters\nHUB_DATA_DIR: not a path"},
 	}
 	for _, tt := range tests {
 		_, err := runCmd(t, tt.env, tt.args...)

@@ -3,9 +3,9 @@
 // and, with the admin token, the admin API (SPEC §8). No dependencies.
 //
 // The key and the admin token can come from the URL fragment
-// (/#key=…&admin=…), which browsers never send to the server; they are
-// then removed from the address bar. The key is kept in localStorage, the
-// admin token only in sessionStorage.
+// (/#key=…&admin=…), which browsers never send to the server, and from
+// nowhere else in the URL; they are then removed from the address bar. The
+// key is kept in localStorage, the admin token only in sessionStorage.
 
 const MAX_STREAM = 300; // broadcasts kept in the list
 const MAX_ROWS = 40; // rows kept per board
@@ -544,17 +544,19 @@ async function toggleEmergency() {
 
 // ---- start ------------------------------------------------------------
 
+// readParams takes the key and the admin token from the fragment only. A
+// ?key= is never used: it reached the server's and proxies' logs already,
+// and a page that accepted it would invite links that leak keys. It is
+// removed from the address bar all the same, with the fragment.
 function readParams() {
   const params = new URLSearchParams(location.hash.slice(1));
   const query = new URLSearchParams(location.search);
-  const key = params.get("key") || query.get("key");
-  const token = params.get("admin");
   if (params.has("key") || params.has("admin") || query.has("key")) {
     query.delete("key");
     const q = query.toString();
     history.replaceState(null, "", location.pathname + (q ? `?${q}` : ""));
   }
-  return { key, token };
+  return { key: params.get("key"), token: params.get("admin") };
 }
 
 function useKey(key) {
