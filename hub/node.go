@@ -17,11 +17,17 @@ import (
 // LeaseStore is the part of the store that holds this node's connection
 // leases (SPEC §3).
 type LeaseStore interface {
-	NodeHeartbeat(ctx context.Context, node string) error
-	NodeStop(ctx context.Context, node string) error
+	BeatStore
 	LeaseAcquire(ctx context.Context, p store.LeaseAcquireParams) error
 	LeaseRelease(ctx context.Context, id string) error
 	LeaseUpdateChannels(ctx context.Context, id string, channels []string) error
+}
+
+// BeatStore is the part of LeaseStore the node's own loop uses: the
+// heartbeat, the resync, the look for connections to close, the stop.
+type BeatStore interface {
+	NodeHeartbeat(ctx context.Context, node string) (time.Time, error)
+	NodeStop(ctx context.Context, node string) error
 	LeaseCloseList(ctx context.Context, node string) ([]store.LeaseClose, error)
 	LeaseSync(ctx context.Context, node string, live []store.LeaseAcquireParams) error
 }
@@ -33,10 +39,21 @@ type NodeConfig struct {
 	// Beat is the interval of heartbeats and of the look for connections
 	// to close (default 1s): revocation reaches every node within 2 s.
 	Beat time.Duration
+	// BeatTimeout bounds one beat's database work: heartbeat, resync and
+	// the look for connections to close (default 5s, half of
+	// store.NodeAliveFor). A beat that hangs (a dead connection, a stalled
+	// server) is abandoned and the next one retries, before the node's
+	// leases stop counting.
+	BeatTimeout time.Duration
 	// StopTimeout bounds the graceful stop: closing sessions with 1012 and
 	// releasing the leases (default 3s).
 	StopTimeout time.Duration
-	Logger      *slog.Logger
+	// Beats is the store the node's own loop uses (BeatStore's calls);
+	// default the store given to NewNode. Give it a pool that client
+	// traffic cannot exhaust, so that a flood of subscribes and admin
+	// requests cannot hold the heartbeat back past store.NodeAliveFor.
+	Beats  BeatStore
+	Logger *slog.Logger
 }
 
 // Node keeps this node's connections counted cluster-wide: it holds a
@@ -45,23 +62,37 @@ type NodeConfig struct {
 // admin kick), and on stop closes every session with 1012 and releases
 // the leases at once.
 type Node struct {
-	store LeaseStore
+	store LeaseStore // the connections' lease writes
+	beats BeatStore
 	hub   *Hub
 	cfg   NodeConfig
 
-	mu       sync.Mutex // guards leases, unsynced
+	mu       sync.Mutex // guards leases, unsynced, syncs, row
 	leases   map[string]store.LeaseAcquireParams
-	unsynced bool // a lease write failed: the database's view must be rebuilt
+	unsynced bool // the database's view of the leases must be rebuilt
+	// syncs counts the starts and ends of LeaseSync calls, so it is odd
+	// while one runs. A lease write that overlaps a sync may be undone by
+	// it (the sync's snapshot of leases predates the write), so such a
+	// write marks the leases unsynced again; see overlapsSync.
+	syncs uint64
+	// row is when the node's row was created, as its last heartbeat said;
+	// zero before the first.
+	row time.Time
 }
 
 // NewNode returns the node's lease keeper.
 func NewNode(s LeaseStore, h *Hub, cfg NodeConfig) *Node {
 	cfg.Beat = cmp.Or(cfg.Beat, time.Second)
+	cfg.BeatTimeout = cmp.Or(cfg.BeatTimeout, store.NodeAliveFor/2)
 	cfg.StopTimeout = cmp.Or(cfg.StopTimeout, 3*time.Second)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Node{store: s, hub: h, cfg: cfg, leases: map[string]store.LeaseAcquireParams{}}
+	beats := cfg.Beats
+	if beats == nil {
+		beats = s
+	}
+	return &Node{store: s, beats: beats, hub: h, cfg: cfg, leases: map[string]store.LeaseAcquireParams{}}
 }
 
 // ID is the node's ID.
@@ -71,13 +102,43 @@ func (n *Node) ID() string { return n.cfg.ID }
 // store's sentinels say why one is refused.
 func (n *Node) Acquire(ctx context.Context, p store.LeaseAcquireParams) error {
 	p.Node = n.cfg.ID
+	syncs := n.syncCount()
 	if err := n.store.LeaseAcquire(ctx, p); err != nil {
+		if !refusal(err) {
+			// It may have committed all the same (a deadline during the
+			// commit): a resync drops the lease if so.
+			n.markUnsynced(err)
+		}
 		return err
 	}
 	n.mu.Lock()
 	n.leases[p.ID] = p
+	n.overlapsSync(syncs)
 	n.mu.Unlock()
 	return nil
+}
+
+// refusal reports whether err is LeaseAcquire saying no, as opposed to
+// failing.
+func refusal(err error) bool {
+	return errors.Is(err, store.ErrKeyInvalid) || errors.Is(err, store.ErrRepeatConnection) ||
+		errors.Is(err, store.ErrConnectionLimit) || errors.Is(err, store.ErrExists)
+}
+
+func (n *Node) syncCount() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.syncs
+}
+
+// overlapsSync marks the leases unsynced if a LeaseSync ran at any time
+// since n.syncs was before: the sync may have deleted a lease acquired
+// meanwhile, or restored one released meanwhile. Must be called with n.mu
+// held.
+func (n *Node) overlapsSync(before uint64) {
+	if before%2 == 1 || n.syncs != before {
+		n.unsynced = true
+	}
 }
 
 // UpdateChannels records a connection's new channels for the admin list.
@@ -101,11 +162,17 @@ func (n *Node) Release(ctx context.Context, id string) {
 	n.mu.Lock()
 	_, ok := n.leases[id]
 	delete(n.leases, id)
+	syncs := n.syncs
 	n.mu.Unlock()
-	if ok {
-		if err := n.store.LeaseRelease(ctx, id); err != nil {
-			n.markUnsynced(err)
-		}
+	if !ok {
+		return
+	}
+	err := n.store.LeaseRelease(ctx, id)
+	n.mu.Lock()
+	n.overlapsSync(syncs)
+	n.mu.Unlock()
+	if err != nil {
+		n.markUnsynced(err)
 	}
 }
 
@@ -134,36 +201,70 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
+// beat heartbeats, rebuilds the leases if the database lost them, and
+// closes the connections the cluster wants closed.
 func (n *Node) beat(ctx context.Context) {
-	if err := n.store.NodeHeartbeat(ctx, n.cfg.ID); err != nil {
+	bctx, cancel := context.WithTimeout(ctx, n.cfg.BeatTimeout)
+	defer cancel()
+	row, err := n.beats.NodeHeartbeat(bctx, n.cfg.ID)
+	if err != nil {
 		if ctx.Err() == nil {
 			n.markUnsynced(err)
 		}
 		return
 	}
-	n.mu.Lock()
-	var live []store.LeaseAcquireParams
-	unsynced := n.unsynced
-	if unsynced {
-		live = slices.Collect(maps.Values(n.leases))
+	n.observeRow(row)
+	if err := n.sync(bctx); err != nil {
+		return
 	}
-	n.mu.Unlock()
-	if unsynced {
-		if err := n.store.LeaseSync(ctx, n.cfg.ID, live); err != nil {
-			return
-		}
-		n.mu.Lock()
-		n.unsynced = false
-		n.mu.Unlock()
-		n.cfg.Logger.Info("leases rebuilt after a database outage", "connections", len(live))
-	}
-	closes, err := n.store.LeaseCloseList(ctx, n.cfg.ID)
+	closes, err := n.beats.LeaseCloseList(bctx, n.cfg.ID)
 	if err != nil {
 		return
 	}
 	for _, c := range closes {
 		n.hub.CloseID(c.ID, wire.ClosePolicy, c.Reason)
 	}
+}
+
+// observeRow notes when the node's row was created. On the first beat the
+// leases are synced once, which drops any that a crashed process with the
+// same node ID left behind; a row created anew since the last beat means
+// the cluster forgot this node while it was stalled, and its leases with it.
+func (n *Node) observeRow(row time.Time) {
+	n.mu.Lock()
+	first, forgotten := n.row.IsZero(), !n.row.IsZero() && !row.Equal(n.row)
+	n.row = row
+	if first || forgotten {
+		n.unsynced = true
+	}
+	n.mu.Unlock()
+	if forgotten {
+		n.cfg.Logger.Warn("the cluster forgot this node while it was stalled; restoring its leases")
+	}
+}
+
+// sync rebuilds the database's view of the leases if it may be wrong.
+func (n *Node) sync(ctx context.Context) error {
+	n.mu.Lock()
+	if !n.unsynced {
+		n.mu.Unlock()
+		return nil
+	}
+	live := slices.Collect(maps.Values(n.leases))
+	n.unsynced = false
+	n.syncs++
+	n.mu.Unlock()
+	err := n.beats.LeaseSync(ctx, n.cfg.ID, live)
+	n.mu.Lock()
+	n.syncs++
+	if err != nil {
+		n.unsynced = true
+	}
+	n.mu.Unlock()
+	if err == nil && len(live) > 0 {
+		n.cfg.Logger.Info("leases rebuilt", "connections", len(live))
+	}
+	return err
 }
 
 // stop closes every session with 1012 so that clients reconnect elsewhere
@@ -175,7 +276,7 @@ func (n *Node) stop() {
 	n.hub.Drain(ctx, wire.CloseRestart, wire.MsgShutdown)
 	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	if err := n.store.NodeStop(ctx, n.cfg.ID); err != nil {
+	if err := n.beats.NodeStop(ctx, n.cfg.ID); err != nil {
 		n.cfg.Logger.Warn("releasing the node's leases failed; they stop counting once its heartbeat is stale", "err", err)
 	}
 }

@@ -3,6 +3,8 @@ package hub_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,11 +27,22 @@ type testNode struct {
 
 func startNode(t *testing.T, u, id string) *testNode {
 	t.Helper()
+	return startNodeWith(t, u, id, nil)
+}
+
+// startNodeWith starts a node whose loop uses beats(the node's store), when
+// beats is not nil.
+func startNodeWith(t *testing.T, u, id string, beats func(*store.Store) hub.BeatStore) *testNode {
+	t.Helper()
 	pool, err := store.Connect(context.Background(), u)
 	require.NoError(t, err)
 	st := store.New(pool)
 	n := &testNode{pool: pool, hub: hub.New(st, store.Position{}, hub.Config{}), done: make(chan error, 1)}
-	n.node = hub.NewNode(st, n.hub, hub.NodeConfig{ID: id, Beat: 100 * time.Millisecond})
+	cfg := hub.NodeConfig{ID: id, Beat: 100 * time.Millisecond}
+	if beats != nil {
+		cfg.Beats = beats(st)
+	}
+	n.node = hub.NewNode(st, n.hub, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
 	go func() { n.done <- n.node.Run(ctx) }()
@@ -160,4 +173,95 @@ func TestDeadNodeLeasesExpire(t *testing.T) {
 		return err == nil
 	}, 15*time.Second, 100*time.Millisecond)
 	t.Logf("slot free after %s", time.Since(start).Round(100*time.Millisecond))
+}
+
+// leaseIDs are the connections /admin/connections would list.
+func leaseIDs(t *testing.T, pool *pgxpool.Pool) []string {
+	t.Helper()
+	list, err := store.New(pool).LeaseList(context.Background())
+	require.NoError(t, err)
+	var ids []string
+	for _, l := range list {
+		ids = append(ids, l.ID)
+	}
+	return ids
+}
+
+// A node stalled past the cleanup age was forgotten by another node's
+// heartbeat, its leases with it (done here by hand, in one transaction
+// with a revocation that happens meanwhile). Once it beats again its
+// connections count and are listed again, and revocations reach them: the
+// one from while it was gone, and later ones within 2 s (SPEC §3).
+func TestForgottenNodeRestoresItsLeases(t *testing.T) {
+	t.Parallel()
+	u := storetest.NewDB(t)
+	n1, n2 := startNode(t, u, "node-1"), startNode(t, u, "node-2")
+	key := newKey(t, n1.pool, "acme", 1)
+	gone := newKey(t, n1.pool, "acme", 1)
+	conn, err := n1.connect(t, key, "c1")
+	require.NoError(t, err)
+	revoked, err := n1.connect(t, gone, "c2")
+	require.NoError(t, err)
+
+	tx, err := n2.pool.Begin(context.Background())
+	require.NoError(t, err)
+	_, err = tx.Exec(context.Background(), `DELETE FROM hub.nodes WHERE node = 'node-1'`)
+	require.NoError(t, err)
+	_, err = tx.Exec(context.Background(), `UPDATE hub.api_keys SET revoked_at = now() WHERE id = $1`, gone.ID)
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit(context.Background()))
+
+	require.Eventually(t, func() bool { code, _ := revoked.closed(); return code != 0 }, 2*time.Second, 10*time.Millisecond,
+		"the revocation made while the node was forgotten reaches its connection")
+	_, why := revoked.closed()
+	require.Equal(t, "api key revoked", why)
+	require.Eventually(t, func() bool { return slices.Contains(leaseIDs(t, n2.pool), "c1") }, 2*time.Second, 10*time.Millisecond,
+		"the connection is listed again")
+	_, err = n2.connect(t, key, "c3")
+	require.ErrorIs(t, err, store.ErrConnectionLimit, "the connection counts again")
+
+	_, err = store.New(n2.pool).APIKeyRevoke(context.Background(), key.ID)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { code, _ := conn.closed(); return code != 0 }, 2*time.Second, 10*time.Millisecond,
+		"a later revocation closes it within 2 s")
+}
+
+// gatedSync holds the node's first LeaseSync until release is closed.
+type gatedSync struct {
+	hub.BeatStore
+	entered, release, done chan struct{}
+	releaseOnce            func()
+	once                   sync.Once
+}
+
+func (g *gatedSync) LeaseSync(ctx context.Context, node string, live []store.LeaseAcquireParams) error {
+	first := false
+	g.once.Do(func() { first = true })
+	if !first {
+		return g.BeatStore.LeaseSync(ctx, node, live)
+	}
+	close(g.entered)
+	<-g.release
+	defer close(g.done)
+	return g.BeatStore.LeaseSync(ctx, node, live)
+}
+
+// A connection that takes its lease while the node resyncs from an older
+// snapshot of its leases loses it to the sync; the node notices and syncs
+// again, so the lease is back by the next beat.
+func TestLeaseAcquiredDuringSyncSurvives(t *testing.T) {
+	t.Parallel()
+	u := storetest.NewDB(t)
+	g := &gatedSync{entered: make(chan struct{}), release: make(chan struct{}), done: make(chan struct{})}
+	n := startNodeWith(t, u, "node-1", func(st *store.Store) hub.BeatStore { g.BeatStore = st; return g })
+	g.releaseOnce = sync.OnceFunc(func() { close(g.release) })
+	t.Cleanup(g.releaseOnce) // before the node stops, should the test fail early
+	key := newKey(t, n.pool, "acme", 5)
+	<-g.entered // the first beat syncs, with no connections yet
+	_, err := n.connect(t, key, "c1")
+	require.NoError(t, err)
+	g.releaseOnce()
+	<-g.done
+	require.Eventually(t, func() bool { return slices.Contains(leaseIDs(t, n.pool), "c1") }, 2*time.Second, 10*time.Millisecond,
+		"the lease the sync deleted is restored")
 }

@@ -45,7 +45,9 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 			return err
 		}
 	}
-	ready := &readiness{db: stdlib.OpenDBFromPool(db.pool), log: log}
+	// On the background pool: a flood of client requests does not make
+	// the node look unready.
+	ready := &readiness{db: stdlib.OpenDBFromPool(db.bgPool), log: log}
 	defer ready.db.Close()
 	start, err := db.store.EventStart(ctx)
 	if err != nil {
@@ -55,7 +57,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 	if err := h.LoadChannels(ctx); err != nil {
 		return err
 	}
-	node := hub.NewNode(db.store, h, hub.NodeConfig{ID: cfg.NodeID, Logger: log})
+	node := hub.NewNode(db.store, h, hub.NodeConfig{ID: cfg.NodeID, Beats: db.bg, Logger: log})
 	stats := &adminStats{node: cfg.NodeID, hub: h}
 	conns := &api.Conns{}
 	srv := &http.Server{
@@ -72,7 +74,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 	}
 	printBanner(stdout, append([][2]string{{"listening on", baseURL}}, banner...))
 	log.Info("hub started", "addr", ln.Addr().String(), "database", safeDatabase(db.pool))
-	err = runParts(ctx, cfg, parts{pool: db.pool, store: db.store, hub: h, node: node, stats: stats, start: start, ready: ready, srv: srv, ln: ln}, log)
+	err = runParts(ctx, cfg, parts{pool: db.pool, bg: db.bg, hub: h, node: node, stats: stats, start: start, ready: ready, srv: srv, ln: ln}, log)
 	// The node closed the sessions with 1012 and released the leases on its
 	// way out; http.Server.Shutdown does not wait for hijacked connections,
 	// so wait for their goroutines here.
@@ -86,8 +88,8 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 
 // parts are what runParts runs.
 type parts struct {
-	pool  *pgxpool.Pool
-	store *store.Store
+	pool  *pgxpool.Pool // client traffic's; the demo writes through it like an application
+	bg    *store.Store  // on the background pool
 	stats *adminStats
 	hub   *hub.Hub
 	node  *hub.Node
@@ -100,7 +102,7 @@ type parts struct {
 // runParts runs the hub's long-lived parts under one errgroup: the first
 // to fail, or the end of ctx, stops them all.
 func runParts(ctx context.Context, cfg Config, p parts, log *slog.Logger) error {
-	st, h, start, ready, srv, ln := p.store, p.hub, p.start, p.ready, p.srv, p.ln
+	st, h, start, ready, srv, ln := p.bg, p.hub, p.start, p.ready, p.srv, p.ln
 	oldest := &oldestWriteWarning{log: log}
 	reader := hub.NewReader(st, hub.ReaderConfig{
 		Start:          start,
@@ -152,12 +154,17 @@ func (w *oldestWriteWarning) observe(b store.Backlog) {
 	}
 }
 
-// database is the hub's PostgreSQL: a pool and, in the embedded mode, the
-// cluster under it.
+// database is the hub's PostgreSQL: two pools and, in the embedded mode,
+// the cluster under them. Client traffic (subscribes, catch-up reads,
+// lease writes, admin requests) uses pool and store; the reader, the
+// node's heartbeat, retention and readiness use bgPool and bg, which
+// client traffic cannot exhaust (see store.ConnectBackground).
 type database struct {
-	pg    *embeddedPG // nil with DATABASE_URL
-	pool  *pgxpool.Pool
-	store *store.Store
+	pg     *embeddedPG // nil with DATABASE_URL
+	pool   *pgxpool.Pool
+	store  *store.Store
+	bgPool *pgxpool.Pool
+	bg     *store.Store
 }
 
 // openDatabase starts the embedded cluster when DATABASE_URL is unset,
@@ -181,13 +188,18 @@ func openDatabase(ctx context.Context, cfg Config, log *slog.Logger) (_ *databas
 	if db.pool, err = store.Connect(ctx, dbURL); err != nil {
 		return nil, err
 	}
-	db.store = store.New(db.pool)
+	if db.bgPool, err = store.ConnectBackground(ctx, dbURL); err != nil {
+		db.pool.Close()
+		return nil, err
+	}
+	db.store, db.bg = store.New(db.pool), store.New(db.bgPool)
 	return db, nil
 }
 
-// close closes the pool, then stops the embedded cluster.
+// close closes the pools, then stops the embedded cluster.
 func (db *database) close() {
 	db.pool.Close()
+	db.bgPool.Close()
 	if db.pg != nil {
 		db.pg.stop()
 	}

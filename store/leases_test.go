@@ -27,9 +27,17 @@ func leaseSetup(t *testing.T) leaseBundle {
 	t.Helper()
 	pool, u := storetest.NewPool(t)
 	tb := leaseBundle{ctx: context.Background(), pool: pool, a: store.New(pool), b: store.New(storetest.Pool(t, u))}
-	require.NoError(t, tb.a.NodeHeartbeat(tb.ctx, "a"))
-	require.NoError(t, tb.b.NodeHeartbeat(tb.ctx, "b"))
+	tb.beat(t, tb.a, "a")
+	tb.beat(t, tb.b, "b")
 	return tb
+}
+
+// beat heartbeats node through st and returns when its row was created.
+func (tb leaseBundle) beat(t *testing.T, st *store.Store, node string) time.Time {
+	t.Helper()
+	row, err := st.NodeHeartbeat(tb.ctx, node)
+	require.NoError(t, err)
+	return row
 }
 
 // key creates an active client (unless it exists) and a key for it.
@@ -149,11 +157,11 @@ func TestLeaseDeadNodeStopsCounting(t *testing.T) {
 	require.ErrorIs(t, tb.b.LeaseKick(tb.ctx, "a0"), store.ErrNotFound, "a dead node's connection is not listed, so not kickable")
 
 	// A dead node is kept for a while, in case it was only cut off...
-	require.NoError(t, tb.b.NodeHeartbeat(tb.ctx, "b"))
+	tb.beat(t, tb.b, "b")
 	require.Equal(t, 5, tb.leaseCount(t, "a"))
 	// ...then forgotten, with its leases, by any node's heartbeat.
 	tb.age(t, "a", 2*time.Minute)
-	require.NoError(t, tb.b.NodeHeartbeat(tb.ctx, "b"))
+	tb.beat(t, tb.b, "b")
 	require.Equal(t, 0, tb.leaseCount(t, "a"))
 	var nodes int
 	require.NoError(t, tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM hub.nodes WHERE node = 'a'`).Scan(&nodes))
@@ -169,11 +177,35 @@ func TestLeaseDeadNodeCountsAgainAfterHeartbeat(t *testing.T) {
 	require.NoError(t, tb.b.LeaseAcquire(tb.ctx, leaseParams("b0", "b", k, store.ProtocolWS)))
 
 	// Back from a short outage: its connections stayed open and count again.
-	require.NoError(t, tb.a.NodeHeartbeat(tb.ctx, "a"))
+	tb.beat(t, tb.a, "a")
 	list, err := tb.a.LeaseList(tb.ctx)
 	require.NoError(t, err)
 	require.Len(t, list, 3)
 	require.ErrorIs(t, tb.b.LeaseAcquire(tb.ctx, leaseParams("b1", "b", k, store.ProtocolWS)), store.ErrConnectionLimit)
+}
+
+// A node stalled past the cleanup age (a paused VM, SIGSTOP) is forgotten
+// with its leases by another node's heartbeat; its own next heartbeat
+// re-creates the row and must say so, whichever call re-created it.
+func TestNodeHeartbeatReportsForgottenRow(t *testing.T) {
+	t.Parallel()
+	tb := leaseSetup(t)
+	k := tb.key(t, "acme", 5)
+	tb.fill(t, tb.a, "a", "a", k, 2)
+	row := tb.beat(t, tb.a, "a")
+	require.Equal(t, row, tb.beat(t, tb.a, "a"), "the same row from beat to beat")
+
+	tb.age(t, "a", 2*time.Minute)
+	tb.beat(t, tb.b, "b")
+	require.Equal(t, 0, tb.leaseCount(t, "a"), "forgotten with its leases")
+	again := tb.beat(t, tb.a, "a")
+	require.NotEqual(t, row, again, "a re-created row is told apart")
+
+	// A connection that arrives first re-creates the row instead.
+	tb.age(t, "a", 2*time.Minute)
+	tb.beat(t, tb.b, "b")
+	require.NoError(t, tb.a.LeaseAcquire(tb.ctx, leaseParams("late", "a", k, store.ProtocolWS)))
+	require.NotEqual(t, again, tb.beat(t, tb.a, "a"))
 }
 
 func TestNodeStopFreesSlotsAtOnce(t *testing.T) {

@@ -18,23 +18,33 @@ const NodeAliveFor = 10 * time.Second
 const nodeForgetAfter = time.Minute
 
 // NodeHeartbeat records that node is alive, registering it on its first
-// beat. It also deletes nodes dead for over a minute, with their leases,
-// so crashed nodes do not pile up; SKIP LOCKED keeps nodes that beat at the
+// beat, and returns when the node's row was created. A node compares that
+// with the value of its previous beat: a different one means the cluster
+// forgot the node meanwhile (it was stalled past nodeForgetAfter: a paused
+// VM, SIGSTOP, an I/O stall) and its leases went with the row, so it must
+// restore them with LeaseSync. started_at serves as the row's incarnation
+// because every path that re-creates the row (this, LeaseAcquire,
+// LeaseSync) sets it afresh.
+//
+// It also deletes nodes dead for over a minute, with their leases, so
+// crashed nodes do not pile up; SKIP LOCKED keeps nodes that beat at the
 // same moment from waiting on (or deadlocking over) the same dead row.
-func (s *Store) NodeHeartbeat(ctx context.Context, node string) error {
-	_, err := s.pool.Exec(ctx, `
+func (s *Store) NodeHeartbeat(ctx context.Context, node string) (time.Time, error) {
+	var registered time.Time
+	err := s.pool.QueryRow(ctx, `
 		WITH forgotten AS (
 			DELETE FROM hub.nodes WHERE node IN (
 				SELECT node FROM hub.nodes
 				WHERE heartbeat_at < now() - $2::interval AND node <> $1
 				FOR UPDATE SKIP LOCKED))
 		INSERT INTO hub.nodes (node) VALUES ($1)
-		ON CONFLICT (node) DO UPDATE SET heartbeat_at = now()`,
-		node, nodeForgetAfter)
+		ON CONFLICT (node) DO UPDATE SET heartbeat_at = now()
+		RETURNING started_at`,
+		node, nodeForgetAfter).Scan(&registered)
 	if err != nil {
-		return fmt.Errorf("heartbeat of node %q: %w", node, err)
+		return time.Time{}, fmt.Errorf("heartbeat of node %q: %w", node, err)
 	}
-	return nil
+	return registered, nil
 }
 
 // NodeStop deletes node and all its leases: a node stopping gracefully
