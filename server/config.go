@@ -91,6 +91,11 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		err = errors.Join(err, errors.New("HUB_TLS_CERT, HUB_TLS_KEY: set both or neither"))
 	}
+	// A session may be behind by up to HUB_MAX_LAG before it is closed; a
+	// log kept for less would trim events such a session has not read.
+	if c.EventRetention > 0 && c.MaxLag > 0 && c.EventRetention < c.MaxLag {
+		err = errors.Join(err, fmt.Errorf("HUB_EVENT_RETENTION, HUB_MAX_LAG: the retention (%s) must be at least the lag (%s)", c.EventRetention, c.MaxLag))
+	}
 	return c, err
 }
 

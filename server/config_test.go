@@ -122,6 +122,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"node id", "HUB_NODE_ID", "a\nb", "HUB_NODE_ID: must be at most 128 printable characters"},
 		{"tls cert alone", "HUB_TLS_CERT", "cert.pem", "HUB_TLS_CERT, HUB_TLS_KEY: set both or neither"},
 		{"tls key alone", "HUB_TLS_KEY", "key.pem", "HUB_TLS_CERT, HUB_TLS_KEY: set both or neither"},
+		{"retention below lag", "HUB_EVENT_RETENTION", "10s", "HUB_EVENT_RETENTION, HUB_MAX_LAG: the retention (10s) must be at least the lag (30s)"},
+		{"lag above retention", "HUB_MAX_LAG", "25h", "HUB_EVENT_RETENTION, HUB_MAX_LAG: the retention (24h0m0s) must be at least the lag (25h0m0s)"},
 		{"database url", "DATABASE_URL", "postgres://hub:s3cret-pw@db:notaport/hub", "DATABASE_URL: not a valid PostgreSQL connection string"},
 	}
 	for _, tt := range tests {
@@ -175,7 +177,8 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Fuzz(func(t *testing.T, key, value string) {
 		c, err := loadConfig(envOf(map[string]string{key: value}))
 		if err != nil {
-			require.True(t, strings.HasPrefix(err.Error(), key+":") || strings.HasPrefix(err.Error(), "HUB_TLS_CERT, HUB_TLS_KEY:"),
+			require.True(t, strings.HasPrefix(err.Error(), key+":") || strings.HasPrefix(err.Error(), "HUB_TLS_CERT, HUB_TLS_KEY:") ||
+				strings.HasPrefix(err.Error(), "HUB_EVENT_RETENTION, HUB_MAX_LAG:"),
 				"error %q does not name %s", err, key)
 			return
 		}

@@ -3,10 +3,13 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
@@ -352,4 +355,40 @@ func TestCaptureColumnAddedLater(t *testing.T) {
 	require.Equal(t, 3.0, payload["riskLevel"])
 	require.Equal(t, "infinity", payload["updatedAt"])
 	require.Equal(t, map[string]any{"auditedAt": nil, "riskLevel": nil, "updatedAt": nil}, object(t, events[0].Old))
+}
+
+// An application role needs privileges on its own tables only, none on
+// schema hub: the capture runs as its owner (issue 12 §6). Without that,
+// the writer's INSERT failed for want of INSERT on hub.events.
+func TestCaptureByUnprivilegedWriter(t *testing.T) {
+	b := setupCapture(t)
+	ctx := context.Background()
+	role := fmt.Sprintf("writer_%d_%d", os.Getpid(), time.Now().UnixNano())
+	b.exec(t,
+		`CREATE ROLE `+role+` LOGIN`,
+		`GRANT SELECT, INSERT, UPDATE, DELETE ON orders, bets, accounts, scores, emergency TO `+role,
+	)
+	t.Cleanup(func() { // before the database goes: the role is the cluster's
+		_, _ = b.pool.Exec(ctx, `DROP OWNED BY `+role)
+		_, _ = b.pool.Exec(ctx, `DROP ROLE `+role)
+	})
+	cfg := b.pool.Config().ConnConfig.Copy()
+	cfg.User = role
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	defer conn.Close(ctx)
+
+	_, err = conn.Exec(ctx, `INSERT INTO orders (client, account_id) VALUES ('acme', 'a1')`)
+	require.NoError(t, err, "the writer's transaction never fails because of the hub")
+	_, err = conn.Exec(ctx, `UPDATE orders SET order_status = 'FILLED'`)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `INSERT INTO hub.events (channel, op, client, payload) VALUES ('orders', 'INSERT', '', '{}')`)
+	require.ErrorContains(t, err, "permission denied", "the writer cannot forge events")
+	_, err = conn.Exec(ctx, `SELECT hub.attach('orders', 'mine', NULL, NULL, '{INSERT}')`)
+	require.ErrorContains(t, err, "permission denied", "nor attach tables")
+
+	events := b.all(t)
+	require.Len(t, events, 2)
+	require.Equal(t, "a1", events[0].Subject)
+	require.Equal(t, "UPDATE", events[1].Op)
 }
