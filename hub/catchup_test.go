@@ -54,7 +54,7 @@ func TestCatchUpQuietClientBehindMillion(t *testing.T) {
 	require.NoError(t, err)
 	log := &countingLog{Store: st}
 	b := &hubBundle{pool: pool, store: st}
-	b.hub = hub.New(log, start, hub.Config{MaxLag: 5 * time.Second})
+	b.hub = hub.New(log, start, hub.Config{MaxLag: time.Second})
 	r := hub.NewReader(st, hub.ReaderConfig{Start: start, Deliver: b.hub.Deliver, OnChannels: b.hub.RefreshChannels})
 	runUntilCleanup(t, r.Run)
 	runUntilCleanup(t, b.hub.Run)

@@ -445,13 +445,19 @@ func (h *Hub) trimMarks(now time.Time) {
 }
 
 // readAt is when this node read the event at p; now for an event it has
-// not read yet. Must be called with h.mu held.
+// not read yet; the zero time for one at or before its start position
+// while it has read nothing since: a session's wait for such an event
+// starts at its subscribe (SPEC §6), where "now" would make a replay on a
+// fresh node never late. Must be called with h.mu held.
 func (h *Hub) readAt(p store.Position, now time.Time) time.Time {
 	i := sort.Search(len(h.marks), func(i int) bool { return !h.marks[i].last.Less(p) })
-	if i == len(h.marks) {
-		return now
+	switch {
+	case i < len(h.marks):
+		return h.marks[i].at
+	case !h.pos.Less(p):
+		return time.Time{}
 	}
-	return h.marks[i].at
+	return now
 }
 
 // waitAfter is when this node read the first event after p. Must be
