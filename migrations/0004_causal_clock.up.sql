@@ -36,10 +36,16 @@ $$;
 
 -- A session's catch-up page (issue 12 §5): only the events it may see, on
 -- its channels (NULL: every attached channel, as of this read), up to
--- max_rows events or max_bytes of payload, in position order. One index
--- range per channel and tenant value (events_channel_client, migration 5),
--- merged, so a quiet client resuming behind millions of other clients'
--- events reads only its own. STABLE: every query here sees the calling
+-- max_rows events or max_bytes of payload, in position order. Each
+-- channel and tenant value is read on its own, at most max_rows of it, by
+-- the index events_channel_client (migration 5) or in the log's order,
+-- whichever the planner finds cheaper for it; the pieces are then sorted
+-- together. A quiet client resuming behind millions of other clients'
+-- events reads only its own, and a page reads at most max_rows events per
+-- channel. (PostgreSQL 15 plans a UNION ALL under ORDER BY as an Append
+-- and a Sort, not as a merge of ordered scans, hence the limit on each
+-- piece; sorts stay enabled, or a rare piece would walk the whole log to
+-- avoid sorting its few rows.) STABLE: every query here sees the calling
 -- statement's snapshot, so the watermark, the channels, the page and the
 -- horizon agree.
 --
@@ -54,7 +60,7 @@ RETURNS TABLE (xid xid8, id bigint, channel text, op text, client text, subject 
                payload jsonb, old jsonb, created_at timestamptz, scope text,
                watermark xid8, trimmed boolean)
 LANGUAGE plpgsql STABLE
-SET enable_seqscan = off SET enable_sort = off SET enable_bitmapscan = off AS $$
+SET enable_seqscan = off AS $$
 #variable_conflict use_column
 DECLARE
     wm       xid8 := pg_snapshot_xmin(pg_current_snapshot());
@@ -75,22 +81,22 @@ BEGIN
         -- without a client, and any of its rows that name this client.
         IF sub_client <> '' THEN
             branches := branches || format(
-                'SELECT e.xid, e.id, e.channel, e.op, e.client, e.subject, e.payload, e.old, e.created_at, %L::text AS scope
+                '(SELECT e.xid, e.id, e.channel, e.op, e.client, e.subject, e.payload, e.old, e.created_at, %L::text AS scope
                  FROM hub.events e WHERE e.channel = %L AND coalesce(e.client, '''') = %L
-                 AND (e.xid, e.id) > ($1, $2) AND e.xid < $3',
+                 AND (e.xid, e.id) > ($1, $2) AND e.xid < $3 ORDER BY e.xid, e.id LIMIT $4)',
                 CASE WHEN ch.tenant THEN 'tenant' ELSE 'global' END, ch.channel, sub_client);
         END IF;
         IF NOT ch.tenant THEN
             branches := branches || format(
-                'SELECT e.xid, e.id, e.channel, e.op, e.client, e.subject, e.payload, e.old, e.created_at, ''global''::text AS scope
+                '(SELECT e.xid, e.id, e.channel, e.op, e.client, e.subject, e.payload, e.old, e.created_at, ''global''::text AS scope
                  FROM hub.events e WHERE e.channel = %L AND coalesce(e.client, '''') = ''''
-                 AND (e.xid, e.id) > ($1, $2) AND e.xid < $3',
+                 AND (e.xid, e.id) > ($1, $2) AND e.xid < $3 ORDER BY e.xid, e.id LIMIT $4)',
                 ch.channel);
         END IF;
     END LOOP;
     IF cardinality(branches) > 0 THEN
-        FOR e IN EXECUTE array_to_string(branches, ' UNION ALL ') || ' ORDER BY 1, 2'
-                 USING after_xid, after_id, wm LOOP
+        FOR e IN EXECUTE 'SELECT * FROM (' || array_to_string(branches, ' UNION ALL ') || ') u ORDER BY u.xid, u.id LIMIT $4'
+                 USING after_xid, after_id, wm, max_rows LOOP
             xid := e.xid; id := e.id; channel := e.channel; op := e.op; client := e.client;
             subject := e.subject; payload := e.payload; old := e.old; created_at := e.created_at;
             scope := e.scope; watermark := NULL; trimmed := NULL;
