@@ -82,6 +82,7 @@ func New(cfg Config) *echo.Echo {
 			return err
 		},
 	}))
+	e.Use(limitQuery)
 	h := &handler{cfg: cfg}
 	if cfg.Hub != nil {
 		h.wsA = newWSA(cfg)
@@ -106,8 +107,8 @@ func routes(e *echo.Echo, h *handler) {
 		e.GET("/v1/ws", h.wsB.handle)
 	}
 	if h.sse != nil {
-		e.GET("/sse/subscribe", h.sse.handle)
-		e.POST("/sse/subscribe", h.sse.handle)
+		e.GET(sseSubscribePath, h.sse.handle)
+		e.POST(sseSubscribePath, h.sse.handle)
 	}
 	if h.cfg.Admin != nil {
 		adminRoutes(e.Group("/admin"), newAdmin(adminOptions{
@@ -115,6 +116,25 @@ func routes(e *echo.Echo, h *handler) {
 		}))
 	}
 	dashboardRoutes(e) // GET / (the page) and GET /dashboard/* (its files)
+}
+
+// maxQueryBytes bounds a request's query string on every route: no valid
+// request needs more (the longest is an SSE list of some 250 channel
+// names of the most 64 characters), and nothing parses a longer one.
+const maxQueryBytes = 16 << 10
+
+const sseSubscribePath = "/sse/subscribe"
+
+// limitQuery answers 414 to a query string over maxQueryBytes before any
+// handler reads it. The SSE route refuses it itself, with an error event:
+// its answer is always 200 (SPEC §7).
+func limitQuery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if len(c.Request().URL.RawQuery) > maxQueryBytes && c.Path() != sseSubscribePath {
+			return echo.NewHTTPError(http.StatusRequestURITooLong, msgQueryTooLong)
+		}
+		return next(c)
+	}
 }
 
 type handler struct {

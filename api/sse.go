@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,10 @@ const sseKeepAlive = 15 * time.Second
 // msgBodyTooBig answers a POST body over HUB_MAX_MESSAGE_BYTES with code
 // 1009, the close code protocol A uses for a frame too big (SPEC §4.1).
 const msgBodyTooBig = "request body too big"
+
+// msgQueryTooLong refuses a query string over maxQueryBytes, with 414 or,
+// on the SSE route, with code 1009 like a body too big.
+var msgQueryTooLong = "query string longer than " + strconv.Itoa(maxQueryBytes) + " bytes"
 
 // sse serves the SSE transport (SPEC §7): GET and POST /sse/subscribe.
 // Each request is one subscription; a refusal is an error event, then the
@@ -84,9 +89,12 @@ func (s *sse) handle(c echo.Context) error {
 
 // sseRequest is a subscribe as an SSE request states it.
 type sseRequest struct {
-	key      string // canonical; "" with a refusal
-	channels []string
-	since    string // Last-Event-ID, else since; "" when neither
+	key      string   // canonical; "" with a refusal
+	channels []string // from a POST body
+	// channelList is the channels query parameter of a GET, split only
+	// once the key is known to be good (see channelNames).
+	channelList string
+	since       string // Last-Event-ID, else since; "" when neither
 	// A refusal found while reading the request: the error event's code
 	// and message; code 0 when there is none.
 	code int
@@ -95,8 +103,12 @@ type sseRequest struct {
 
 // readSSERequest reads the key, channels and since of GET (query) or POST
 // (JSON body) /sse/subscribe. A refusal is recorded in the order of SPEC
-// §4 step 7; a malformed body comes before all.
+// §4 step 7; a query string too long, then a malformed body, come before
+// all.
 func readSSERequest(r *http.Request, maxBytes int) sseRequest {
+	if len(r.URL.RawQuery) > maxQueryBytes {
+		return sseRequest{code: wire.CloseTooBig, msg: msgQueryTooLong}
+	}
 	q := r.URL.Query()
 	var body wire.Request
 	var out sseRequest
@@ -107,7 +119,7 @@ func readSSERequest(r *http.Request, maxBytes int) sseRequest {
 		}
 		out.channels, out.since = body.Channels, body.Since
 	} else {
-		out.channels = wire.SplitList(strings.Join(q["channels"], ","))
+		out.channelList = strings.Join(q["channels"], ",")
 		out.since = q.Get("since")
 	}
 	// EventSource reconnects to the same URL with Last-Event-ID: the
@@ -119,6 +131,16 @@ func readSSERequest(r *http.Request, maxBytes int) sseRequest {
 		out.code = wire.ClosePolicy
 	}
 	return out
+}
+
+// channelNames returns the channels the request names. A GET's list is
+// split here, after authentication: nothing that needs no parsing is
+// parsed for a request without a good key (issue 12).
+func (r sseRequest) channelNames() []string {
+	if r.channelList != "" {
+		return wire.SplitList(r.channelList)
+	}
+	return r.channels
 }
 
 // readSSEBody decodes a POST body; an empty one is an empty request, so
@@ -248,8 +270,9 @@ func (st *sseStream) subscribe(req sseRequest) {
 	if !ok {
 		return
 	}
-	all := len(req.channels) == 0
-	channels, ok := st.resolveChannels(req.channels)
+	names := req.channelNames()
+	all := len(names) == 0
+	channels, ok := st.resolveChannels(names)
 	if !ok {
 		return
 	}

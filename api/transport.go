@@ -50,19 +50,28 @@ func lookupKey(ctx context.Context, st Store, key string) (apiKeyAuth, error) {
 	return apiKeyAuth{key: key, id: a.ID, client: a.Client}, nil
 }
 
-// resolveChannels returns the named channels, or every attached one when
-// none is named; unknown is the first name that is not attached.
+// resolveChannels returns the named channels without repeats, or every
+// attached one when none is named; unknown is the first name that is not
+// attached. Names come from a client (after its key was looked up, but a
+// list can be as long as a frame), so the cost is linear: a map drops the
+// repeats, and the distinct names kept never outnumber the attached
+// channels, since the first unknown one ends the list (issue 12).
 func resolveChannels(h *hub.Hub, names []string) (channels []string, unknown string) {
 	attached := h.Channels() // sorted
 	if len(names) == 0 {
 		return attached, ""
 	}
+	seen := make(map[string]struct{}, min(len(names), len(attached)))
 	for _, n := range names {
 		if _, ok := slices.BinarySearch(attached, n); !ok {
 			return nil, n
 		}
+		if _, dup := seen[n]; !dup {
+			seen[n] = struct{}{}
+			channels = append(channels, n)
+		}
 	}
-	return names, ""
+	return channels, ""
 }
 
 // unknownChannelName is the channel a hub.ErrUnknownChannel names: one
