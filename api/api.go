@@ -54,6 +54,14 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Conns, when set, counts the live WebSocket connections and SSE streams.
 	Conns *Conns
+	// MaxPending caps the connections of every transport that have not
+	// authenticated yet, on this node (HUB_MAX_PENDING, default 1024);
+	// MaxPendingPerAddr caps them per remote IP address
+	// (HUB_MAX_PENDING_PER_ADDR, default 64). See pending.
+	MaxPending        int
+	MaxPendingPerAddr int
+
+	pending *pending // shared by the transports of one New
 }
 
 func (c Config) withDefaults() Config {
@@ -64,6 +72,11 @@ func (c Config) withDefaults() Config {
 	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, time.Minute)
 	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, 64<<10)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
+	c.MaxPending = cmp.Or(c.MaxPending, 1024)
+	c.MaxPendingPerAddr = cmp.Or(c.MaxPendingPerAddr, 64)
+	if c.pending == nil {
+		c.pending = newPending(c.MaxPending, c.MaxPendingPerAddr)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -5,16 +5,23 @@ package api
 // authenticates.
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hubdev/hub/hub/hubtest"
 	"github.com/hubdev/hub/hub/wire"
 	"github.com/hubdev/hub/store"
 	"github.com/hubdev/hub/store/storetest"
@@ -86,4 +93,196 @@ func TestSSEChannelsOnce(t *testing.T) {
 	body := `{"apiKey":"` + b.key + `","channels":["orders","bets","orders","orders"]}`
 	b.post(t, nil, body).requireConnected(t, []string{"orders", "bets"})
 	b.get(t, channelsQuery("scores,orders,scores"), keyHeader(b.key)).requireConnected(t, []string{"scores", "orders"})
+}
+
+type limitsBundle struct {
+	env     *hubtest.Env
+	pending *pending
+	conns   *Conns
+	srv     *httptest.Server
+	base    string // http://127.0.0.1:port
+	host    string // 127.0.0.1:port
+	key     string // client acme's key
+}
+
+// setupLimits serves New(cfg) on a fresh database with a client "acme"
+// and one of its keys; cfg's pending counter is the bundle's. An SSE
+// keep-alive of keepAlive, when set, replaces the 15 s one.
+func setupLimits(t *testing.T, cfg Config, keepAlive time.Duration) *limitsBundle {
+	t.Helper()
+	env := hubtest.Start(t, hubtest.Options{NodeID: sseNode})
+	cfg.Ready = func(context.Context) error { return nil }
+	cfg.Hub, cfg.Store, cfg.Leases, cfg.Logger, cfg.Conns = env.Hub, env.Store, env.Node, env.Log, &Conns{}
+	cfg = cfg.withDefaults()
+	e := New(cfg)
+	if keepAlive > 0 { // in front of New's SSE routes
+		s := newSSE(cfg)
+		s.keepAlive = keepAlive
+		e.GET(sseSubscribePath, s.handle)
+		e.POST(sseSubscribePath, s.handle)
+	}
+	srv := httptest.NewServer(e)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { // runs before srv.Close, after the clients closed
+		ctx, cancel := context.WithTimeout(context.Background(), sseWait)
+		defer cancel()
+		require.NoError(t, cfg.Conns.Wait(ctx))
+	})
+	return &limitsBundle{
+		env: env, pending: cfg.pending, conns: cfg.Conns, srv: srv, base: srv.URL,
+		host: strings.TrimPrefix(srv.URL, "http://"), key: env.Key(t, "acme", 0),
+	}
+}
+
+// dialFrom opens a WebSocket to path from the local address ip; a refused
+// upgrade returns its response instead.
+func (b *limitsBundle) dialFrom(t *testing.T, ip, path string, h http.Header) (*websocket.Conn, *http.Response) {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	ws := &websocket.Dialer{NetDialContext: d.DialContext, HandshakeTimeout: sseWait}
+	c, resp, err := ws.Dial("ws://"+b.host+path, h)
+	if err != nil {
+		require.ErrorIs(t, err, websocket.ErrBadHandshake)
+		return nil, resp
+	}
+	resp.Body.Close()
+	t.Cleanup(func() { c.Close() })
+	return c, nil
+}
+
+func (b *limitsBundle) dial(t *testing.T, path string, h http.Header) *websocket.Conn {
+	t.Helper()
+	c, resp := b.dialFrom(t, "127.0.0.1", path, h)
+	require.Nil(t, resp, "refused")
+	return c
+}
+
+// requireTooManyPending checks the 503 that refuses an upgrade.
+func requireTooManyPending(t *testing.T, resp *http.Response) {
+	t.Helper()
+	require.NotNil(t, resp, "upgraded")
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"error":"`+wire.MsgTooManyPending+`"}`, string(body))
+}
+
+// sse opens an SSE stream as sseBundle.open does.
+func (b *limitsBundle) sse(t *testing.T, method string, query url.Values, h http.Header, body string) *sseClient {
+	t.Helper()
+	return (&sseBundle{srv: b.srv}).open(t, method, query, h, body)
+}
+
+// TestPendingCap: connections that have not authenticated are capped per
+// node, whatever their transport; one that authenticates frees its place.
+func TestPendingCap(t *testing.T) {
+	t.Parallel()
+	b := setupLimits(t, Config{MaxPending: 2, MaxPendingPerAddr: 10}, 0)
+	a1 := b.dial(t, "/ws/subscribe", nil)
+	a2 := b.dial(t, "/ws/subscribe", nil)
+	require.Equal(t, 2, b.pending.count())
+
+	_, resp := b.dialFrom(t, "127.0.0.1", "/ws/subscribe", nil)
+	requireTooManyPending(t, resp)
+	_, resp = b.dialFrom(t, "127.0.0.1", "/v1/ws?apikey="+b.key, nil)
+	requireTooManyPending(t, resp)
+	b.sse(t, http.MethodGet, nil, keyHeader(b.key), "").requireError(t, wire.MsgTooManyPending, wire.CloseTryAgain)
+
+	// A subscribe authenticates a1: its place is free before the reply.
+	require.NoError(t, a1.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","apiKey":"`+b.key+`"}`)))
+	requireSubscribedA(t, a1)
+	require.Equal(t, 1, b.pending.count())
+	// Protocol B and SSE are pending while their request is checked.
+	eos := b.dial(t, "/v1/ws?apikey="+b.key, nil)
+	sendB(t, eos, subscribeB("*", "orders", ""))
+	requireFrameB(t, eos, subscribedB)
+	stream := b.sse(t, http.MethodGet, nil, keyHeader(b.key), "")
+	stream.requireConnected(t, b.env.Hub.Channels())
+	// So is a header key until it is checked.
+	h := b.dial(t, "/ws/subscribe", http.Header{"X-Api-Key": {b.key}})
+	requireOpenA(t, h)
+	require.Equal(t, 1, b.pending.count())
+
+	// A connection that ends unauthenticated frees its place.
+	a3 := b.dial(t, "/ws/subscribe", nil)
+	require.Equal(t, 2, b.pending.count())
+	for _, c := range []*websocket.Conn{a1, a2, a3, eos, h} {
+		require.NoError(t, c.Close())
+	}
+	stream.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), sseWait)
+	defer cancel()
+	require.NoError(t, b.conns.Wait(ctx))
+	require.Equal(t, 0, b.pending.count())
+}
+
+// TestPendingCapPerAddr: a remote address has its own cap, below the
+// node's; another address is not refused.
+func TestPendingCapPerAddr(t *testing.T) {
+	t.Parallel()
+	b := setupLimits(t, Config{MaxPending: 10, MaxPendingPerAddr: 1}, 0)
+	b.dial(t, "/ws/subscribe", nil)
+	_, resp := b.dialFrom(t, "127.0.0.1", "/ws/subscribe", nil)
+	requireTooManyPending(t, resp)
+	b.sse(t, http.MethodPost, nil, nil, `{"apiKey":"`+b.key+`"}`).requireError(t, wire.MsgTooManyPending, wire.CloseTryAgain)
+	other, resp := b.dialFrom(t, "127.0.0.2", "/ws/subscribe", nil)
+	require.Nil(t, resp, "refused from another address")
+	requireOpenA(t, other)
+	require.Equal(t, 2, b.pending.count())
+}
+
+// TestSSEBodyDeadline: a POST body that does not arrive within the auth
+// timeout is refused with "subscribe timeout" (1008): a body sent a byte
+// at a time does not hold the handler and its pending place.
+func TestSSEBodyDeadline(t *testing.T) {
+	t.Parallel()
+	b := setupLimits(t, Config{AuthTimeout: 200 * time.Millisecond}, 0)
+	conn, err := net.Dial("tcp", b.host)
+	require.NoError(t, err)
+	defer conn.Close()
+	_, err = fmt.Fprintf(conn, "POST /sse/subscribe HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"+
+		"Content-Length: 100\r\n\r\n{\"apiKey\":")
+	require.NoError(t, err)
+	require.NoError(t, conn.SetReadDeadline(time.Now().Add(sseWait)))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err, "no answer to a stalled body")
+	defer resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	events := make(chan sseEvent, 4)
+	parseSSE(context.Background(), bufio.NewScanner(resp.Body), events)
+	require.Equal(t, sseEvent{event: "error", data: `{"message":"subscribe timeout","code":1008}`}, <-events)
+	ctx, cancel := context.WithTimeout(context.Background(), sseWait)
+	defer cancel()
+	require.NoError(t, b.conns.Wait(ctx))
+	require.Equal(t, 0, b.pending.count())
+}
+
+// TestSSEPostStreamOutlivesBodyDeadline: the body's deadline ends with
+// the body; the stream lives on past it (its keep-alive comes later).
+func TestSSEPostStreamOutlivesBodyDeadline(t *testing.T) {
+	t.Parallel()
+	b := setupLimits(t, Config{AuthTimeout: 100 * time.Millisecond}, 500*time.Millisecond)
+	c := b.sse(t, http.MethodPost, nil, nil, `{"apiKey":"`+b.key+`","channels":["orders"]}`)
+	c.requireConnected(t, []string{"orders"})
+	require.Equal(t, sseEvent{comment: "keep-alive"}, c.nextAny(t))
+}
+
+// requireSubscribedA reads protocol A's subscribed reply.
+func requireSubscribedA(t *testing.T, c *websocket.Conn) {
+	t.Helper()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(sseWait)))
+	_, data, err := c.ReadMessage()
+	require.NoError(t, err)
+	require.Contains(t, string(data), `"type":"subscribed"`)
+}
+
+// requireOpenA shows a protocol A connection answers.
+func requireOpenA(t *testing.T, c *websocket.Conn) {
+	t.Helper()
+	require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte(`{"type":"ping"}`)))
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(sseWait)))
+	_, data, err := c.ReadMessage()
+	require.NoError(t, err)
+	require.JSONEq(t, `{"type":"pong"}`, string(data))
 }

@@ -63,28 +63,70 @@ func newSSE(cfg Config) *sse {
 }
 
 // handle serves GET and POST /sse/subscribe until the client goes away or
-// the server ends the stream.
+// the server ends the stream. The request is pending (see pending) until
+// its subscribe is checked.
 func (s *sse) handle(c echo.Context) error {
 	if s.cfg.Conns != nil {
 		s.cfg.Conns.wg.Add(1)
 		defer s.cfg.Conns.wg.Done()
 	}
-	r := c.Request()
-	req := readSSERequest(r, s.cfg.MaxMessageBytes)
-	h := c.Response().Header()
-	h.Set(echo.HeaderContentType, "text/event-stream")
-	h.Set(echo.HeaderCacheControl, "no-cache")
-	h.Set("X-Accel-Buffering", "no") // nginx would buffer the stream
-	c.Response().WriteHeader(http.StatusOK)
-
+	slot, ok := s.cfg.pending.take(c.Request().RemoteAddr)
+	defer slot.release()
+	if !ok {
+		refuseSSE(c, wire.CloseTryAgain, wire.MsgTooManyPending)
+		return nil
+	}
+	req := s.readRequest(c)
+	if req.code != 0 {
+		refuseSSE(c, req.code, req.msg)
+		return nil
+	}
+	writeSSEHeader(c)
 	st := s.open(c)
 	defer st.end()
 	if !st.flush() {
 		return nil
 	}
 	st.subscribe(req)
+	slot.release()
 	st.serve()
 	return nil
+}
+
+// refuseSSE answers a request refused before it has a session: the error
+// event, and the end of the stream.
+func refuseSSE(c echo.Context, code int, msg string) {
+	writeSSEHeader(c)
+	_, _ = c.Response().Write(wire.AppendSSEError(nil, msg, code))
+}
+
+func writeSSEHeader(c echo.Context) {
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set(echo.HeaderCacheControl, "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx would buffer the stream
+	c.Response().WriteHeader(http.StatusOK)
+}
+
+// readRequest reads the request. A POST body must arrive within the auth
+// timeout: a body sent a byte at a time must not hold the handler, its
+// goroutine and a pending slot for long (issue 12).
+func (s *sse) readRequest(c echo.Context) sseRequest {
+	r := c.Request()
+	if r.Method != http.MethodPost {
+		return readSSERequest(r, s.cfg.MaxMessageBytes)
+	}
+	rc := http.NewResponseController(c.Response())
+	// Every server connection of net/http supports read deadlines.
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.AuthTimeout))
+	req := readSSERequest(r, s.cfg.MaxMessageBytes)
+	if req.code == 0 {
+		// The stream's reads see the client go; they must not time out.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	// Otherwise the deadline stays: net/http reads the rest of a body
+	// before it answers, and that read must end too.
+	return req
 }
 
 // sseRequest is a subscribe as an SSE request states it.
@@ -148,6 +190,8 @@ func (r sseRequest) channelNames() []string {
 func readSSEBody(body io.Reader, maxBytes int) (req wire.Request, code int, msg string, ok bool) {
 	data, err := io.ReadAll(io.LimitReader(body, int64(maxBytes)+1))
 	switch {
+	case isTimeout(err):
+		return req, wire.ClosePolicy, wire.MsgSubscribeTimeout, false
 	case err != nil:
 		return req, wire.ClosePolicy, wire.MsgInvalidMessage, false
 	case len(data) > maxBytes:
@@ -261,10 +305,6 @@ func (c *sseConn) Close(code int, reason string) {
 // leave a protocol A connection open, end the stream too with 1008: an
 // SSE stream cannot take another subscribe.
 func (st *sseStream) subscribe(req sseRequest) {
-	if req.code != 0 {
-		st.sess.Close(req.code, req.msg)
-		return
-	}
 	ctx := st.r.Context()
 	auth, ok := st.authenticate(ctx, req.key)
 	if !ok {
@@ -433,11 +473,16 @@ func (st *sseStream) writeOK(err error) bool {
 	if err == nil {
 		return true
 	}
-	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+	if isTimeout(err) {
 		st.sess.Jammed()
 	}
 	st.log.Debug("SSE write failed", "err", err)
 	return false
+}
+
+func isTimeout(err error) bool {
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }
 
 // end lets go of the session and the lease once the stream ends.

@@ -185,6 +185,7 @@ func (c *wsConn) headerAuth(key string) {
 	if c.acquireLease(c.ctx, auth, nil) {
 		c.key, c.keyID, c.client = auth.key, auth.id, auth.client
 		c.authed.Store(true)
+		c.authenticated()
 	}
 }
 
@@ -286,6 +287,9 @@ func (c *wsConn) subscribe(req wire.Request) {
 			return
 		}
 		c.key, c.keyID, c.client = auth.key, auth.id, auth.client
+		// Holding a lease, the connection counts toward its key's limit
+		// instead (SPEC §3); released before the reply is queued.
+		c.authenticated()
 	}
 	id := c.subID + 1
 	_, err := c.sess.Subscribe(ctx, hub.Subscription{
