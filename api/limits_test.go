@@ -7,6 +7,7 @@ package api
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,18 +87,50 @@ func TestQueryTooLong(t *testing.T) {
 	require.Equal(t, http.StatusUnprocessableEntity, rec.Code, "a query under the bound is read")
 }
 
-// TestSSEChannelsOnce: the connected event names each channel once,
-// however often the request repeats it.
-func TestSSEChannelsOnce(t *testing.T) {
+// TestChannelsOnce: the subscribed reply and the connected event name
+// each channel once, however often the request repeats it.
+func TestChannelsOnce(t *testing.T) {
 	t.Parallel()
-	b := setupSSE(t, 0)
+	b := setupLimits(t, Config{}, 0)
 	body := `{"apiKey":"` + b.key + `","channels":["orders","bets","orders","orders"]}`
-	b.post(t, nil, body).requireConnected(t, []string{"orders", "bets"})
-	b.get(t, channelsQuery("scores,orders,scores"), keyHeader(b.key)).requireConnected(t, []string{"scores", "orders"})
+	b.sse(t, http.MethodPost, nil, nil, body).requireConnected(t, []string{"orders", "bets"})
+	b.sse(t, http.MethodGet, channelsQuery("scores,orders,scores"), keyHeader(b.key), "").requireConnected(t, []string{"scores", "orders"})
+	c := b.dial(t, "/ws/subscribe", nil)
+	require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","apiKey":"`+b.key+`","channels":["orders","bets","orders"]}`)))
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(sseWait)))
+	_, data, err := c.ReadMessage()
+	require.NoError(t, err)
+	require.JSONEq(t, `{"type":"subscribed","subscriptionId":1,"channels":["orders","bets"]}`, string(data))
 }
+
+// countingStore is the real store, counting the key lookups.
+type countingStore struct {
+	Store
+	lookups atomic.Int64
+}
+
+func (s *countingStore) APIKeyLookup(ctx context.Context, key string) (store.APIKeyAuth, error) {
+	s.lookups.Add(1)
+	return s.Store.APIKeyLookup(ctx, key)
+}
+
+// countingLeases is the real node, counting the leases taken.
+type countingLeases struct {
+	Leases
+	acquires atomic.Int64
+}
+
+func (l *countingLeases) Acquire(ctx context.Context, p store.LeaseAcquireParams) error {
+	l.acquires.Add(1)
+	return l.Leases.Acquire(ctx, p)
+}
+
+func (l *countingLeases) ID() string { return sseNode }
 
 type limitsBundle struct {
 	env     *hubtest.Env
+	store   *countingStore
+	leases  *countingLeases
 	pending *pending
 	conns   *Conns
 	srv     *httptest.Server
@@ -112,7 +146,8 @@ func setupLimits(t *testing.T, cfg Config, keepAlive time.Duration) *limitsBundl
 	t.Helper()
 	env := hubtest.Start(t, hubtest.Options{NodeID: sseNode})
 	cfg.Ready = func(context.Context) error { return nil }
-	cfg.Hub, cfg.Store, cfg.Leases, cfg.Logger, cfg.Conns = env.Hub, env.Store, env.Node, env.Log, &Conns{}
+	st, leases := &countingStore{Store: env.Store}, &countingLeases{Leases: env.Node}
+	cfg.Hub, cfg.Store, cfg.Leases, cfg.Logger, cfg.Conns = env.Hub, st, leases, env.Log, &Conns{}
 	cfg = cfg.withDefaults()
 	e := New(cfg)
 	if keepAlive > 0 { // in front of New's SSE routes
@@ -129,7 +164,7 @@ func setupLimits(t *testing.T, cfg Config, keepAlive time.Duration) *limitsBundl
 		require.NoError(t, cfg.Conns.Wait(ctx))
 	})
 	return &limitsBundle{
-		env: env, pending: cfg.pending, conns: cfg.Conns, srv: srv, base: srv.URL,
+		env: env, store: st, leases: leases, pending: cfg.pending, conns: cfg.Conns, srv: srv, base: srv.URL,
 		host: strings.TrimPrefix(srv.URL, "http://"), key: env.Key(t, "acme", 0),
 	}
 }
@@ -285,4 +320,136 @@ func requireOpenA(t *testing.T, c *websocket.Conn) {
 	_, data, err := c.ReadMessage()
 	require.NoError(t, err)
 	require.JSONEq(t, `{"type":"pong"}`, string(data))
+}
+
+// waitConns waits until every connection has ended.
+func (b *limitsBundle) waitConns(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), sseWait)
+	defer cancel()
+	require.NoError(t, b.conns.Wait(ctx))
+}
+
+// readUntilClose reads protocol A frames up to the close frame and
+// returns them with the close code and reason.
+func readUntilClose(t *testing.T, c *websocket.Conn) (frames []string, code int, reason string) {
+	t.Helper()
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(sseWait)))
+	for {
+		_, data, err := c.ReadMessage()
+		if err != nil {
+			ce, ok := errors.AsType[*websocket.CloseError](err)
+			require.True(t, ok, "%v", err)
+			return frames, ce.Code, ce.Text
+		}
+		frames = append(frames, string(data))
+	}
+}
+
+// TestRefusedKeyCostsOneLookup: a key that is refused costs one lookup
+// and no lease, on every transport, however many requests the client
+// sent behind it.
+func TestRefusedKeyCostsOneLookup(t *testing.T) {
+	t.Parallel()
+	subscribes := func() []byte { // frames behind the refused one, sent in one write
+		var sb strings.Builder
+		for range 50 {
+			fmt.Fprintf(&sb, `{"type":"subscribe","apiKey":"%s"}`+"\n", store.NewAPIKey())
+		}
+		return []byte(sb.String())
+	}
+	t.Run("protocol A subscribe", func(t *testing.T) {
+		t.Parallel()
+		b := setupLimits(t, Config{}, 0)
+		c := b.dial(t, "/ws/subscribe", nil)
+		for frame := range strings.SplitSeq(strings.TrimSpace(string(subscribes())), "\n") {
+			require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte(frame)))
+		}
+		frames, code, reason := readUntilClose(t, c)
+		require.Equal(t, []string{`{"type":"error","message":"Invalid API key"}`}, frames)
+		require.Equal(t, wire.ClosePolicy, code)
+		require.Equal(t, wire.MsgInvalidAPIKey, reason)
+		b.waitConns(t)
+		require.EqualValues(t, 1, b.store.lookups.Load())
+		require.Zero(t, b.leases.acquires.Load())
+	})
+	t.Run("protocol A header key", func(t *testing.T) {
+		t.Parallel()
+		b := setupLimits(t, Config{}, 0)
+		c := b.dial(t, "/ws/subscribe", http.Header{"X-Api-Key": {store.NewAPIKey()}})
+		for frame := range strings.SplitSeq(strings.TrimSpace(string(subscribes())), "\n") {
+			require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte(frame)))
+		}
+		frames, code, _ := readUntilClose(t, c)
+		require.Equal(t, []string{`{"type":"error","message":"Invalid or missing token"}`}, frames)
+		require.Equal(t, wire.ClosePolicy, code)
+		b.waitConns(t)
+		require.EqualValues(t, 1, b.store.lookups.Load())
+		require.Zero(t, b.leases.acquires.Load())
+	})
+	t.Run("protocol B", func(t *testing.T) {
+		t.Parallel()
+		b := setupLimits(t, Config{}, 0)
+		c := b.dial(t, "/v1/ws?apikey="+store.NewAPIKey(), nil)
+		for range 20 {
+			require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte(subscribeB("*", "orders", ""))))
+		}
+		frames, code, _ := readUntilClose(t, c)
+		require.Equal(t, []string{authB(wire.ErrnoForbidden, wire.MsgForbidden)}, frames)
+		require.Equal(t, wire.ClosePolicy, code)
+		b.waitConns(t)
+		require.EqualValues(t, 1, b.store.lookups.Load())
+		require.Zero(t, b.leases.acquires.Load())
+	})
+	t.Run("SSE", func(t *testing.T) {
+		t.Parallel()
+		b := setupLimits(t, Config{}, 0)
+		b.sse(t, http.MethodGet, channelsQuery("orders"), keyHeader(store.NewAPIKey()), "").requireError(t, wire.MsgInvalidAPIKey, wire.ClosePolicy)
+		b.waitConns(t)
+		require.EqualValues(t, 1, b.store.lookups.Load())
+		require.Zero(t, b.leases.acquires.Load())
+	})
+}
+
+// TestRefusalsCountAsInvalid: every refusal after which a protocol A
+// connection stays open counts toward its invalid messages; the 21st
+// within a minute closes it (SPEC §4.1), before as after it subscribed.
+func TestRefusalsCountAsInvalid(t *testing.T) {
+	t.Parallel()
+	b := setupLimits(t, Config{}, 0)
+	for _, tt := range []struct {
+		name   string
+		authed bool
+		frame  string
+		reply  string
+	}{
+		{"unknown channel", true, `{"type":"subscribe","channels":["nope"]}`, wire.UnknownChannel("nope")},
+		{"invalid since", true, `{"type":"subscribe","since":"x"}`, wire.MsgInvalidSince},
+		{"apiKey cannot change", true, `{"type":"subscribe","apiKey":"` + store.NewAPIKey() + `"}`, wire.MsgAPIKeyCannotChange},
+		{"re-subscribe loop", false, `{"type":"subscribe","apiKey":"` + b.key + `","channels":["nope"]}`, wire.UnknownChannel("nope")},
+		{"not subscribed", false, `{"type":"unsubscribe"}`, wire.MsgNotSubscribed},
+		{"invalid message, as before", false, `{"type":"nope"}`, wire.MsgInvalidMessage},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := b.dial(t, "/ws/subscribe", nil)
+			if tt.authed {
+				require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte(`{"type":"subscribe","apiKey":"`+b.key+`"}`)))
+				requireSubscribedA(t, c)
+			}
+			want := `{"type":"error","message":"` + tt.reply + `"}`
+			for i := range maxInvalid {
+				require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte(tt.frame)))
+				require.NoError(t, c.SetReadDeadline(time.Now().Add(sseWait)))
+				_, data, err := c.ReadMessage()
+				require.NoError(t, err, "refusal %d", i+1)
+				require.Equal(t, want, string(data), "refusal %d", i+1)
+			}
+			require.NoError(t, c.WriteMessage(websocket.TextMessage, []byte(tt.frame)))
+			frames, code, reason := readUntilClose(t, c)
+			require.Equal(t, []string{`{"type":"error","message":"too many invalid messages"}`}, frames)
+			require.Equal(t, wire.ClosePolicy, code)
+			require.Equal(t, wire.MsgTooManyInvalid, reason)
+		})
+	}
 }
