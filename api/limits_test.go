@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -452,4 +453,44 @@ func TestRefusalsCountAsInvalid(t *testing.T) {
 			require.Equal(t, wire.MsgTooManyInvalid, reason)
 		})
 	}
+}
+
+// FuzzPending: whatever the order of takes and releases, neither cap is
+// ever passed, a refusal changes nothing, and every place comes back.
+func FuzzPending(f *testing.F) {
+	f.Add([]byte{0, 0, 1, 0x80, 2, 0x81, 0x82}, 3, 2)
+	f.Add([]byte{0, 0, 0, 0}, 1, 1)
+	f.Fuzz(func(t *testing.T, ops []byte, most, perAddr int) {
+		if most < 1 || most > 8 || perAddr < 1 || perAddr > 8 {
+			return
+		}
+		p := newPending(most, perAddr)
+		var held []*pendingSlot
+		byAddr := map[string]int{}
+		for _, op := range ops {
+			if op&0x80 != 0 && len(held) > 0 { // release the slot at that index, twice
+				i := int(op&0x7f) % len(held)
+				s := held[i]
+				s.release()
+				s.release()
+				byAddr[s.addr]--
+				held = slices.Delete(held, i, i+1)
+				continue
+			}
+			addr := fmt.Sprintf("10.0.0.%d:%d", op%4, op) // four addresses, ports differ
+			s, ok := p.take(addr)
+			host := remoteHost(addr)
+			require.Equal(t, len(held) < most && byAddr[host] < perAddr, ok)
+			if ok {
+				held = append(held, s)
+				byAddr[host]++
+			}
+			require.Equal(t, len(held), p.count())
+		}
+		for _, s := range held {
+			s.release()
+		}
+		require.Zero(t, p.count())
+		require.Empty(t, p.byAddr)
+	})
 }
