@@ -21,10 +21,11 @@ const (
 	MsgClosedByAdmin        = "closed by admin"             // SPEC §8
 	MsgShutdown             = "server shutting down"        // close 1012; SPEC §9 names no reason
 	MsgSlowConsumerPrefix   = "slow consumer; resume from " // followed by a position; see SlowConsumer
-	// MsgTooManyPending refuses a connection, with HTTP 503 or code 1013,
-	// while too many others have not authenticated yet (issue 12).
-	MsgTooManyPending = "too many unauthenticated connections; try again later"
 )
+
+// MsgTooManyPending refuses a connection, with HTTP 503 or code 1013, while
+// too many others have not authenticated yet (issue 12).
+const MsgTooManyPending = "too many unauthenticated connections; try again later"
 
 // UnknownChannel is the error message for a subscribe naming a channel
 // that is not attached.
