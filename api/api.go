@@ -54,6 +54,14 @@ type Config struct {
 	WriteTimeout time.Duration
 	// Conns, when set, counts the live WebSocket connections and SSE streams.
 	Conns *Conns
+	// MaxPending caps the connections of every transport that have not
+	// authenticated yet, on this node (HUB_MAX_PENDING, default 1024);
+	// MaxPendingPerAddr caps them per remote IP address
+	// (HUB_MAX_PENDING_PER_ADDR, default 64). See pending.
+	MaxPending        int
+	MaxPendingPerAddr int
+
+	pending *pending // shared by the transports of one New
 }
 
 func (c Config) withDefaults() Config {
@@ -64,6 +72,11 @@ func (c Config) withDefaults() Config {
 	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, time.Minute)
 	c.MaxMessageBytes = cmp.Or(c.MaxMessageBytes, 64<<10)
 	c.WriteTimeout = cmp.Or(c.WriteTimeout, 10*time.Second)
+	c.MaxPending = cmp.Or(c.MaxPending, 1024)
+	c.MaxPendingPerAddr = cmp.Or(c.MaxPendingPerAddr, 64)
+	if c.pending == nil {
+		c.pending = newPending(c.MaxPending, c.MaxPendingPerAddr)
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -82,6 +95,7 @@ func New(cfg Config) *echo.Echo {
 			return err
 		},
 	}))
+	e.Use(limitQuery)
 	h := &handler{cfg: cfg}
 	if cfg.Hub != nil {
 		h.wsA = newWSA(cfg)
@@ -106,8 +120,8 @@ func routes(e *echo.Echo, h *handler) {
 		e.GET("/v1/ws", h.wsB.handle)
 	}
 	if h.sse != nil {
-		e.GET("/sse/subscribe", h.sse.handle)
-		e.POST("/sse/subscribe", h.sse.handle)
+		e.GET(sseSubscribePath, h.sse.handle)
+		e.POST(sseSubscribePath, h.sse.handle)
 	}
 	if h.cfg.Admin != nil {
 		adminRoutes(e.Group("/admin"), newAdmin(adminOptions{
@@ -115,6 +129,25 @@ func routes(e *echo.Echo, h *handler) {
 		}))
 	}
 	dashboardRoutes(e) // GET / (the page) and GET /dashboard/* (its files)
+}
+
+// maxQueryBytes bounds a request's query string on every route: no valid
+// request needs more (the longest is an SSE list of some 250 channel
+// names of the most 64 characters), and nothing parses a longer one.
+const maxQueryBytes = 16 << 10
+
+const sseSubscribePath = "/sse/subscribe"
+
+// limitQuery answers 414 to a query string over maxQueryBytes before any
+// handler reads it. The SSE route refuses it itself, with an error event:
+// its answer is always 200 (SPEC §7).
+func limitQuery(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		if len(c.Request().URL.RawQuery) > maxQueryBytes && c.Path() != sseSubscribePath {
+			return echo.NewHTTPError(http.StatusRequestURITooLong, msgQueryTooLong)
+		}
+		return next(c)
+	}
 }
 
 type handler struct {

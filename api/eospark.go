@@ -81,8 +81,10 @@ func (w *wsB) connect(ms *melody.Session) {
 
 // authenticate checks the upgrade request's key, then its since, then
 // takes the lease (repeat connection before limit, SPEC §5); a refusal
-// closes the connection with 1008.
+// closes the connection with 1008. Either way the connection is no longer
+// pending after it.
 func (c *wsBConn) authenticate() {
+	defer c.authenticated()
 	r, ctx := c.ms.Request, c.ctx
 	key, ok := requestKeyB(r.URL.Query(), r.Header)
 	if !ok {

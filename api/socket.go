@@ -14,8 +14,9 @@ import (
 // melody's per-session key map).
 type wsSocket struct {
 	net.Conn
-	owner melodyConn // set by the connect handler, before any other handler runs
-	mu    sync.Mutex // keeps each write whole (see writeBatch)
+	owner   melodyConn   // set by the connect handler, before any other handler runs
+	pending *pendingSlot // the upgrade's, for the connect handler
+	mu      sync.Mutex   // keeps each write whole (see writeBatch)
 }
 
 // Write is gorilla's, for its reply to a client's close frame.
@@ -50,9 +51,10 @@ func socketOf(ms *melody.Session) *wsSocket {
 // used only until the handler returns.
 type wsHijacker struct {
 	http.ResponseWriter
-	conn *wsSocket
-	done chan struct{}
-	once sync.Once
+	conn    *wsSocket
+	pending *pendingSlot
+	done    chan struct{}
+	once    sync.Once
 }
 
 func (h *wsHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
@@ -60,7 +62,7 @@ func (h *wsHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err // gorilla answers it through h
 	}
-	h.conn = &wsSocket{Conn: nc}
+	h.conn = &wsSocket{Conn: nc, pending: h.pending}
 	h.ResponseWriter = nil // the connection outlives it
 	h.handOver()
 	return h.conn, rw, nil

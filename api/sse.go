@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +33,10 @@ const sseKeepAlive = 15 * time.Second
 // msgBodyTooBig answers a POST body over HUB_MAX_MESSAGE_BYTES with code
 // 1009, the close code protocol A uses for a frame too big (SPEC §4.1).
 const msgBodyTooBig = "request body too big"
+
+// msgQueryTooLong refuses a query string over maxQueryBytes, with 414 or,
+// on the SSE route, with code 1009 like a body too big.
+var msgQueryTooLong = "query string longer than " + strconv.Itoa(maxQueryBytes) + " bytes"
 
 // sse serves the SSE transport (SPEC §7): GET and POST /sse/subscribe.
 // Each request is one subscription; a refusal is an error event, then the
@@ -58,35 +63,80 @@ func newSSE(cfg Config) *sse {
 }
 
 // handle serves GET and POST /sse/subscribe until the client goes away or
-// the server ends the stream.
+// the server ends the stream. The request is pending (see pending) until
+// its subscribe is checked.
 func (s *sse) handle(c echo.Context) error {
 	if s.cfg.Conns != nil {
 		s.cfg.Conns.wg.Add(1)
 		defer s.cfg.Conns.wg.Done()
 	}
-	r := c.Request()
-	req := readSSERequest(r, s.cfg.MaxMessageBytes)
-	h := c.Response().Header()
-	h.Set(echo.HeaderContentType, "text/event-stream")
-	h.Set(echo.HeaderCacheControl, "no-cache")
-	h.Set("X-Accel-Buffering", "no") // nginx would buffer the stream
-	c.Response().WriteHeader(http.StatusOK)
-
+	slot, ok := s.cfg.pending.take(c.Request().RemoteAddr)
+	defer slot.release()
+	if !ok {
+		refuseSSE(c, wire.CloseTryAgain, wire.MsgTooManyPending)
+		return nil
+	}
+	req := s.readRequest(c)
+	if req.code != 0 {
+		refuseSSE(c, req.code, req.msg)
+		return nil
+	}
+	writeSSEHeader(c)
 	st := s.open(c)
 	defer st.end()
 	if !st.flush() {
 		return nil
 	}
 	st.subscribe(req)
+	slot.release()
 	st.serve()
 	return nil
 }
 
+// refuseSSE answers a request refused before it has a session: the error
+// event, and the end of the stream.
+func refuseSSE(c echo.Context, code int, msg string) {
+	writeSSEHeader(c)
+	_, _ = c.Response().Write(wire.AppendSSEError(nil, msg, code))
+}
+
+func writeSSEHeader(c echo.Context) {
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set(echo.HeaderCacheControl, "no-cache")
+	h.Set("X-Accel-Buffering", "no") // nginx would buffer the stream
+	c.Response().WriteHeader(http.StatusOK)
+}
+
+// readRequest reads the request. A POST body must arrive within the auth
+// timeout: a body sent a byte at a time must not hold the handler, its
+// goroutine and a pending slot for long (issue 12).
+func (s *sse) readRequest(c echo.Context) sseRequest {
+	r := c.Request()
+	if r.Method != http.MethodPost {
+		return readSSERequest(r, s.cfg.MaxMessageBytes)
+	}
+	rc := http.NewResponseController(c.Response())
+	// Every server connection of net/http supports read deadlines.
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.AuthTimeout))
+	req := readSSERequest(r, s.cfg.MaxMessageBytes)
+	if req.code == 0 {
+		// The stream's reads see the client go; they must not time out.
+		_ = rc.SetReadDeadline(time.Time{})
+	}
+	// Otherwise the deadline stays: net/http reads the rest of a body
+	// before it answers, and that read must end too.
+	return req
+}
+
 // sseRequest is a subscribe as an SSE request states it.
 type sseRequest struct {
-	key      string // canonical; "" with a refusal
-	channels []string
-	since    string // Last-Event-ID, else since; "" when neither
+	key      string   // canonical; "" with a refusal
+	channels []string // from a POST body
+	// channelList is the channels query parameter of a GET, split only
+	// once the key is known to be good (see channelNames).
+	channelList string
+	since       string // Last-Event-ID, else since; "" when neither
 	// A refusal found while reading the request: the error event's code
 	// and message; code 0 when there is none.
 	code int
@@ -95,8 +145,12 @@ type sseRequest struct {
 
 // readSSERequest reads the key, channels and since of GET (query) or POST
 // (JSON body) /sse/subscribe. A refusal is recorded in the order of SPEC
-// §4 step 7; a malformed body comes before all.
+// §4 step 7; a query string too long, then a malformed body, come before
+// all.
 func readSSERequest(r *http.Request, maxBytes int) sseRequest {
+	if len(r.URL.RawQuery) > maxQueryBytes {
+		return sseRequest{code: wire.CloseTooBig, msg: msgQueryTooLong}
+	}
 	q := r.URL.Query()
 	var body wire.Request
 	var out sseRequest
@@ -107,7 +161,7 @@ func readSSERequest(r *http.Request, maxBytes int) sseRequest {
 		}
 		out.channels, out.since = body.Channels, body.Since
 	} else {
-		out.channels = wire.SplitList(strings.Join(q["channels"], ","))
+		out.channelList = strings.Join(q["channels"], ",")
 		out.since = q.Get("since")
 	}
 	// EventSource reconnects to the same URL with Last-Event-ID: the
@@ -121,11 +175,23 @@ func readSSERequest(r *http.Request, maxBytes int) sseRequest {
 	return out
 }
 
+// channelNames returns the channels the request names. A GET's list is
+// split here, after authentication: nothing that needs no parsing is
+// parsed for a request without a good key (issue 12).
+func (r sseRequest) channelNames() []string {
+	if r.channelList != "" {
+		return wire.SplitList(r.channelList)
+	}
+	return r.channels
+}
+
 // readSSEBody decodes a POST body; an empty one is an empty request, so
 // that the key may come in a header alone (seed 000).
 func readSSEBody(body io.Reader, maxBytes int) (req wire.Request, code int, msg string, ok bool) {
 	data, err := io.ReadAll(io.LimitReader(body, int64(maxBytes)+1))
 	switch {
+	case isTimeout(err):
+		return req, wire.ClosePolicy, wire.MsgSubscribeTimeout, false
 	case err != nil:
 		return req, wire.ClosePolicy, wire.MsgInvalidMessage, false
 	case len(data) > maxBytes:
@@ -239,17 +305,14 @@ func (c *sseConn) Close(code int, reason string) {
 // leave a protocol A connection open, end the stream too with 1008: an
 // SSE stream cannot take another subscribe.
 func (st *sseStream) subscribe(req sseRequest) {
-	if req.code != 0 {
-		st.sess.Close(req.code, req.msg)
-		return
-	}
 	ctx := st.r.Context()
 	auth, ok := st.authenticate(ctx, req.key)
 	if !ok {
 		return
 	}
-	all := len(req.channels) == 0
-	channels, ok := st.resolveChannels(req.channels)
+	names := req.channelNames()
+	all := len(names) == 0
+	channels, ok := st.resolveChannels(names)
 	if !ok {
 		return
 	}
@@ -410,11 +473,16 @@ func (st *sseStream) writeOK(err error) bool {
 	if err == nil {
 		return true
 	}
-	if ne, ok := errors.AsType[net.Error](err); ok && ne.Timeout() {
+	if isTimeout(err) {
 		st.sess.Jammed()
 	}
 	st.log.Debug("SSE write failed", "err", err)
 	return false
+}
+
+func isTimeout(err error) bool {
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }
 
 // end lets go of the session and the lease once the stream ends.

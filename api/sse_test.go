@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -619,6 +620,8 @@ func FuzzSSERequest(f *testing.F) {
 	f.Add("Bearer "+key, "", "", `{"channels":["orders"]}`, "1-2", true)
 	f.Add("", strings.ToUpper(key), strings.ReplaceAll(key, "-", ""), "", "", false)
 	f.Add("Basic x", key, key, `{"apiKey":null,"since":3}`, "", true)
+	f.Add("", key, "", "orders,bets,orders", "", false)
+	f.Add("", "", key, strings.Repeat("c,", maxQueryBytes/2), "", false)
 	f.Fuzz(func(t *testing.T, auth, xkey, query, body, lastID string, post bool) {
 		r := httptest.NewRequest(http.MethodGet, "/sse/subscribe", nil)
 		if post {
@@ -631,6 +634,12 @@ func FuzzSSERequest(f *testing.F) {
 		r.Header["X-Api-Key"] = []string{xkey}
 		r.Header["Last-Event-Id"] = []string{lastID}
 		req := readSSERequest(r, 1<<10)
+		if len(r.URL.RawQuery) > maxQueryBytes { // nothing else is read (issue 12)
+			require.Equal(t, sseRequest{code: wire.CloseTooBig, msg: msgQueryTooLong}, req)
+			return
+		}
+		names := req.channelNames()
+		require.Len(t, names, len(slices.Compact(slices.Sorted(slices.Values(names)))), "repeats dropped")
 		if req.code != 0 {
 			require.NotEmpty(t, req.msg)
 			require.Empty(t, req.key)

@@ -50,19 +50,28 @@ func lookupKey(ctx context.Context, st Store, key string) (apiKeyAuth, error) {
 	return apiKeyAuth{key: key, id: a.ID, client: a.Client}, nil
 }
 
-// resolveChannels returns the named channels, or every attached one when
-// none is named; unknown is the first name that is not attached.
+// resolveChannels returns the named channels without repeats, or every
+// attached one when none is named; unknown is the first name that is not
+// attached. Names come from a client (after its key was looked up, but a
+// list can be as long as a frame), so the cost is linear: a map drops the
+// repeats, and the distinct names kept never outnumber the attached
+// channels, since the first unknown one ends the list (issue 12).
 func resolveChannels(h *hub.Hub, names []string) (channels []string, unknown string) {
 	attached := h.Channels() // sorted
 	if len(names) == 0 {
 		return attached, ""
 	}
+	seen := make(map[string]struct{}, min(len(names), len(attached)))
 	for _, n := range names {
 		if _, ok := slices.BinarySearch(attached, n); !ok {
 			return nil, n
 		}
+		if _, dup := seen[n]; !dup {
+			seen[n] = struct{}{}
+			channels = append(channels, n)
+		}
 	}
-	return names, ""
+	return channels, ""
 }
 
 // unknownChannelName is the channel a hub.ErrUnknownChannel names: one
@@ -89,6 +98,10 @@ type wsBase struct {
 	ctx    context.Context // outlives the upgrade request (see serveMelody)
 	remote string
 	log    *slog.Logger // the server's; see logger
+	// pending is the connection's place among those not yet
+	// authenticated; authenticated releases it, and so does the end of
+	// the connection.
+	pending *pendingSlot
 }
 
 // wsOpen describes a protocol's connections to wsBase.open.
@@ -109,6 +122,7 @@ func (b *wsBase) open(ms *melody.Session, conn interface {
 }, o wsOpen) {
 	sock := socketOf(ms)
 	b.id, b.ms, b.ctx, b.remote, b.log = rand.Text(), ms, ms.Request.Context(), ms.Request.RemoteAddr, o.cfg.Logger
+	b.pending, sock.pending = sock.pending, nil
 	b.out = newWSWriter(sock, o.cfg.WriteTimeout, o.writes)
 	sock.owner = conn
 	ms.WebsocketConnection().SetPingHandler(b.out.pongTo)
@@ -128,6 +142,10 @@ func (b *wsBase) open(ms *melody.Session, conn interface {
 func (b *wsBase) Send(frame []byte) { b.out.send(frame) }
 
 func (b *wsBase) session() *hub.Session { return b.sess }
+
+// authenticated ends the connection's pending state: it authenticated, or
+// its authentication is over (protocol B).
+func (b *wsBase) authenticated() { b.pending.release() }
 
 // logger is built when needed: most connections never log.
 func (b *wsBase) logger() *slog.Logger {
@@ -191,9 +209,16 @@ func onShortStack(f func()) {
 // allocated for a request (8 KiB of buffers, the response, the goroutine's
 // grown stack) until the handler returns, and an idle connection should
 // not hold it for its lifetime. The connection is counted in cfg.Conns
-// until it ends, since http.Server.Shutdown does not wait for it.
+// until it ends, since http.Server.Shutdown does not wait for it. It
+// takes a pending slot first, and answers 503 without upgrading when
+// none is free; the slot is released once the connection authenticates,
+// at the latest when it ends.
 func serveMelody(cfg Config, m *melody.Melody, c echo.Context) error {
-	h := &wsHijacker{ResponseWriter: c.Response(), done: make(chan struct{})}
+	slot, ok := cfg.pending.take(c.Request().RemoteAddr)
+	if !ok {
+		return tooManyPending(c)
+	}
+	h := &wsHijacker{ResponseWriter: c.Response(), done: make(chan struct{}), pending: slot}
 	// The request's context ends when the handler returns, and through
 	// its parents it holds net/http's per-connection state; the
 	// connection's database calls must outlive both.
@@ -212,6 +237,7 @@ func serveConn(cfg Config, m *melody.Melody, h *wsHijacker, r *http.Request) {
 		defer cfg.Conns.wg.Done()
 	}
 	defer h.handOver()
+	defer h.pending.release() // the upgrade failed, or the connection never authenticated
 	defer recoverConn(cfg.Logger, h, r.RemoteAddr)
 	if err := m.HandleRequest(h, r); err != nil {
 		cfg.Logger.Debug("websocket upgrade failed", "err", err)

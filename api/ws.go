@@ -185,6 +185,7 @@ func (c *wsConn) headerAuth(key string) {
 	if c.acquireLease(c.ctx, auth, nil) {
 		c.key, c.keyID, c.client = auth.key, auth.id, auth.client
 		c.authed.Store(true)
+		c.authenticated()
 	}
 }
 
@@ -209,6 +210,11 @@ func (c *wsConn) closeWith(code int, msg string) {
 func (c *wsConn) sendError(msg string) { c.sess.Send(wire.AppendErrorA(nil, msg)) }
 
 func (c *wsConn) message(data []byte) {
+	if c.closeErr.Load() != nil {
+		// Refused and closing: frames the client sent meanwhile cost
+		// nothing, in particular no more key lookups (issue 12).
+		return
+	}
 	req, err := wire.DecodeA(data)
 	if err != nil {
 		c.invalidMessage()
@@ -224,9 +230,15 @@ func (c *wsConn) message(data []byte) {
 	}
 }
 
-// invalidMessage answers a frame that is not a protocol A request; the
-// 21st within a minute closes the connection (SPEC §4.1).
-func (c *wsConn) invalidMessage() {
+func (c *wsConn) invalidMessage() { c.refuse(wire.MsgInvalidMessage) }
+
+// refuse answers, with the error frame msg, a frame after which the
+// connection stays open: one that is not a protocol A request, or a
+// request refused (unknown channel, invalid since, apiKey cannot change,
+// not subscribed). Each counts toward the invalid messages, and the 21st
+// within a minute closes the connection (SPEC §4.1), so that a client
+// cannot loop on refused subscribes that each cost work (issue 12).
+func (c *wsConn) refuse(msg string) {
 	now := time.Now()
 	kept := c.invalid[:0]
 	for _, t := range c.invalid {
@@ -239,12 +251,12 @@ func (c *wsConn) invalidMessage() {
 		c.closeWith(wire.ClosePolicy, wire.MsgTooManyInvalid)
 		return
 	}
-	c.sendError(wire.MsgInvalidMessage)
+	c.sendError(msg)
 }
 
 func (c *wsConn) unsubscribe() {
 	if !c.live {
-		c.sendError(wire.MsgNotSubscribed)
+		c.refuse(wire.MsgNotSubscribed)
 		return
 	}
 	c.sess.Unsubscribe()
@@ -276,7 +288,7 @@ func (c *wsConn) subscribe(req wire.Request) {
 	if req.Since != "" {
 		p, err := store.ParsePosition(req.Since)
 		if err != nil {
-			c.sendError(wire.MsgInvalidSince)
+			c.refuse(wire.MsgInvalidSince)
 			return
 		}
 		since = &p
@@ -286,6 +298,9 @@ func (c *wsConn) subscribe(req wire.Request) {
 			return
 		}
 		c.key, c.keyID, c.client = auth.key, auth.id, auth.client
+		// Holding a lease, the connection counts toward its key's limit
+		// instead (SPEC §3); released before the reply is queued.
+		c.authenticated()
 	}
 	id := c.subID + 1
 	_, err := c.sess.Subscribe(ctx, hub.Subscription{
@@ -325,7 +340,7 @@ func (c *wsConn) subscribeKey(req wire.Request) (string, bool) {
 		return "", false
 	}
 	if c.key != "" && key != c.key {
-		c.sendError(wire.MsgAPIKeyCannotChange)
+		c.refuse(wire.MsgAPIKeyCannotChange)
 		return "", false
 	}
 	return key, true
@@ -350,7 +365,7 @@ func (c *wsConn) authenticate(ctx context.Context, key string) (apiKeyAuth, bool
 func (c *wsConn) resolveChannels(names []string) ([]string, bool) {
 	channels, unknown := resolveChannels(c.w.cfg.Hub, names)
 	if unknown != "" {
-		c.sendError(wire.UnknownChannel(unknown))
+		c.refuse(wire.UnknownChannel(unknown))
 		return nil, false
 	}
 	return channels, true
@@ -392,7 +407,7 @@ func (c *wsConn) releaseLease() {
 func (c *wsConn) subscribeFailed(err error) {
 	if errors.Is(err, hub.ErrUnknownChannel) {
 		// The channel was detached between the check and the subscribe.
-		c.sendError(wire.UnknownChannel(unknownChannelName(err)))
+		c.refuse(wire.UnknownChannel(unknownChannelName(err)))
 		return
 	}
 	c.unavailable(err)

@@ -37,6 +37,10 @@ type Config struct {
 	Demo            bool
 	demoSet         bool
 	PprofAddr       string // "": no profiling endpoint
+	// MaxPending and MaxPendingPerAddr cap the connections that have not
+	// authenticated yet, per node and per remote IP address (issue 12).
+	MaxPending        int
+	MaxPendingPerAddr int
 }
 
 // Embedded reports whether the hub runs its own PostgreSQL cluster.
@@ -72,6 +76,8 @@ var options = []option{
 	{"HUB_DATA_DIR", "./.hub", "embedded mode: the private cluster and the admin token", setDataDir},
 	{"HUB_DEMO", "", "run the demo data simulator; default on without DATABASE_URL, off with it", setDemo},
 	{"HUB_PPROF_ADDR", "", "serve Go's pprof on this address (e.g. 127.0.0.1:6060); unset: off", setPprofAddr},
+	{"HUB_MAX_PENDING", "1024", "connections not yet authenticated, per node; more are refused (503 or 1013)", intVar(func(c *Config) *int { return &c.MaxPending }, 1, 1<<20)},
+	{"HUB_MAX_PENDING_PER_ADDR", "64", "connections not yet authenticated, per remote IP address (the TCP peer: a proxy's address behind a proxy)", intVar(func(c *Config) *int { return &c.MaxPendingPerAddr }, 1, 1<<20)},
 }
 
 // migrateVars are the variables `hub migrate` uses: the database, or the

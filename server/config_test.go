@@ -34,6 +34,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		NodeID:            fmt.Sprintf("%s-%d", host, os.Getpid()),
 		DataDir:           "./.hub",
 		Demo:              true,
+		MaxPending:        1024,
+		MaxPendingPerAddr: 64,
 	}, c)
 	require.True(t, c.Embedded())
 	require.NoError(t, c.checkServe())
@@ -61,6 +63,10 @@ func TestLoadConfig(t *testing.T) {
 		{"sizes", map[string]string{"HUB_SEND_BUFFER": "1", "HUB_MAX_MESSAGE_BYTES": "1024"}, func(t *testing.T, c Config) {
 			require.Equal(t, 1, c.SendBuffer)
 			require.Equal(t, 1024, c.MaxMessageBytes)
+		}},
+		{"pending caps", map[string]string{"HUB_MAX_PENDING": "10", "HUB_MAX_PENDING_PER_ADDR": "1"}, func(t *testing.T, c Config) {
+			require.Equal(t, 10, c.MaxPending)
+			require.Equal(t, 1, c.MaxPendingPerAddr)
 		}},
 		{"external database", map[string]string{"DATABASE_URL": dbURL, "HUB_ADMIN_TOKEN": "0123456789abcdef"}, func(t *testing.T, c Config) {
 			require.Equal(t, dbURL, c.DatabaseURL)
@@ -110,6 +116,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"send buffer huge", "HUB_SEND_BUFFER", "99999999999999999999", `HUB_SEND_BUFFER: "99999999999999999999" is not an integer`},
 		{"message bytes small", "HUB_MAX_MESSAGE_BYTES", "100", "HUB_MAX_MESSAGE_BYTES: must be at least 1024"},
 		{"message bytes large", "HUB_MAX_MESSAGE_BYTES", "1000000000", "HUB_MAX_MESSAGE_BYTES: must be at most 67108864"},
+		{"pending zero", "HUB_MAX_PENDING", "0", "HUB_MAX_PENDING: must be at least 1"},
+		{"pending per address word", "HUB_MAX_PENDING_PER_ADDR", "all", `HUB_MAX_PENDING_PER_ADDR: "all" is not an integer`},
 		{"duration without unit", "HUB_MAX_LAG", "30", `HUB_MAX_LAG: "30" is not a duration (e.g. 30s, 5m)`},
 		{"duration zero", "HUB_AUTH_TIMEOUT", "0s", "HUB_AUTH_TIMEOUT: must be positive"},
 		{"duration negative", "HUB_EVENT_RETENTION", "-1h", "HUB_EVENT_RETENTION: must be positive"},
@@ -174,6 +182,8 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add("HUB_MAX_LAG", "1h")
 	f.Add("HUB_ADDR", "[::1]:80")
 	f.Add("DATABASE_URL", "postgres://a:b@c/d")
+	f.Add("HUB_MAX_PENDING", "0")
+	f.Add("HUB_MAX_PENDING_PER_ADDR", "1048577")
 	f.Fuzz(func(t *testing.T, key, value string) {
 		c, err := loadConfig(envOf(map[string]string{key: value}))
 		if err != nil {
@@ -186,5 +196,7 @@ func FuzzLoadConfig(f *testing.F) {
 		require.Positive(t, c.MaxLag)
 		require.NotEmpty(t, c.Addr)
 		require.NotEmpty(t, c.NodeID)
+		require.Positive(t, c.MaxPending)
+		require.Positive(t, c.MaxPendingPerAddr)
 	})
 }

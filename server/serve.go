@@ -66,6 +66,7 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 			Hub: h, Store: db.store, Leases: node, Conns: conns, Admin: db.store, Stats: stats,
 			AuthTimeout: cfg.AuthTimeout, HeartbeatInterval: cfg.HeartbeatInterval, EOSParkHeartbeat: cfg.EOSparkHeartbeat,
 			MaxMessageBytes: cfg.MaxMessageBytes, WriteTimeout: cfg.WriteTimeout,
+			MaxPending: cfg.MaxPending, MaxPendingPerAddr: cfg.MaxPendingPerAddr,
 		}),
 		TLSConfig:         tlsConfig,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -31,6 +31,8 @@ var (
 		`{"msg_type":"subscribe","account":" a , ,b","contract":""}`,
 		`{"msg_type":"unsubscribe","account":"a,b","contract":"orders"}`,
 		`{"msg_type":"heartbeat"}`, `{"msg_type":"subscribe","account":1}`, `{`,
+		`{"msg_type":"subscribe","account":"a1,a2,a3,a4,a5,a6","contract":"orders"}`,
+		`{"msg_type":"subscribe","account":"a,a,a,a,a,a,a","contract":"c1,c2,c3,c4,c5,c6"}`,
 	}
 )
 
@@ -97,7 +99,8 @@ func FuzzDecodeB(f *testing.F) {
 			return
 		case err != nil:
 			require.True(t, errors.Is(err, wire.ErrAccountRequired) || errors.Is(err, wire.ErrContractRequired) ||
-				errors.Is(err, wire.ErrUnsubscribeOne), "%v", err)
+				errors.Is(err, wire.ErrUnsubscribeOne) || errors.Is(err, wire.ErrTooManyAccounts) ||
+				errors.Is(err, wire.ErrTooManyContracts), "%v", err)
 			require.Equal(t, wire.RequestB{Type: r.Type}, r)
 			require.Contains(t, []string{wire.MsgTypeSubscribe, wire.MsgTypeUnsubscribe}, r.Type)
 			return
@@ -105,6 +108,13 @@ func FuzzDecodeB(f *testing.F) {
 		require.Contains(t, []string{wire.MsgTypeSubscribe, wire.MsgTypeUnsubscribe}, r.Type)
 		require.NotEmpty(t, r.Accounts)
 		require.NotEmpty(t, r.Contracts)
+		// No request holds more than a connection may (issue 12).
+		require.LessOrEqual(t, len(r.Accounts), wire.MaxAccountsB)
+		require.LessOrEqual(t, len(r.Contracts), wire.MaxContractsB)
+		if r.Type == wire.MsgTypeUnsubscribe {
+			require.Len(t, r.Accounts, 1)
+			require.Len(t, r.Contracts, 1)
+		}
 		for _, list := range [][]string{r.Accounts, r.Contracts} {
 			seen := map[string]bool{}
 			for _, item := range list {
@@ -126,6 +136,29 @@ func FuzzDecodeB(f *testing.F) {
 		again, err := wire.DecodeB(b)
 		require.NoError(t, err)
 		require.Equal(t, r, again)
+	})
+}
+
+// FuzzSplitListMax: the capped split is the split cut at most, and says
+// when it cut.
+func FuzzSplitListMax(f *testing.F) {
+	f.Add("a,b, a,,c", 2)
+	f.Add(" orders ,\tscores\n,orders", 5)
+	f.Add("", 0)
+	f.Add("x", -1)
+	f.Fuzz(func(t *testing.T, s string, most int) {
+		all := wire.SplitList(s)
+		got, ok := wire.SplitListMax(s, most)
+		if most < 0 || len(all) <= most {
+			require.True(t, ok)
+			require.Equal(t, all, got)
+			return
+		}
+		require.False(t, ok)
+		require.Len(t, got, most)
+		if most > 0 {
+			require.Equal(t, all[:most], got)
+		}
 	})
 }
 

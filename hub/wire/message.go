@@ -24,6 +24,10 @@ const (
 	MsgTrimmedPrefix        = "events trimmed; resume from " // followed by a position; see Trimmed
 )
 
+// MsgTooManyPending refuses a connection, with HTTP 503 or code 1013, while
+// too many others have not authenticated yet (issue 12).
+const MsgTooManyPending = "too many unauthenticated connections; try again later"
+
 // UnknownChannel is the error message for a subscribe naming a channel
 // that is not attached.
 func UnknownChannel(name string) string { return MsgUnknownChannelPrefix + name }

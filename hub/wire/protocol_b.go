@@ -49,6 +49,11 @@ var (
 	ErrAccountRequired  = errors.New("account required")
 	ErrContractRequired = errors.New("contract required")
 	ErrUnsubscribeOne   = errors.New("unsubscribe takes one account and one contract")
+	// A request naming more distinct accounts or contracts than a whole
+	// connection may hold can never be valid; DecodeB refuses it before
+	// the subscription is built (issue 12).
+	ErrTooManyAccounts  = errors.New(MsgTooManyAccounts)
+	ErrTooManyContracts = errors.New(MsgTooManyContracts)
 )
 
 // RequestB is one decoded protocol B frame.
@@ -64,8 +69,11 @@ type RequestB struct {
 // as "". The error wraps ErrInvalidMessage when data is not a JSON object,
 // msg_type is missing or unknown, or a field is not a string. A well-formed
 // request that lacks an account or contract (or, for unsubscribe, names
-// more than one) returns its Type with ErrAccountRequired,
-// ErrContractRequired or ErrUnsubscribeOne, for a refusal reply.
+// more than one), or names more than MaxAccountsB accounts or
+// MaxContractsB contracts, returns its Type with ErrAccountRequired,
+// ErrContractRequired, ErrUnsubscribeOne, ErrTooManyAccounts or
+// ErrTooManyContracts, for a refusal reply. Its cost is linear in
+// len(data).
 func DecodeB(data []byte) (RequestB, error) {
 	var in struct {
 		MsgType    *string `json:"msg_type"`
@@ -79,19 +87,25 @@ func DecodeB(data []byte) (RequestB, error) {
 	if in.MsgType == nil || (*in.MsgType != MsgTypeSubscribe && *in.MsgType != MsgTypeUnsubscribe) {
 		return RequestB{}, invalid(errors.New("missing or unknown msg_type"))
 	}
-	r := RequestB{
-		Type:      *in.MsgType,
-		Accounts:  SplitList(deref(in.Account)),
-		Contracts: SplitList(deref(in.Contract)),
-		Action:    strings.TrimSpace(deref(in.ActionName)),
+	r := RequestB{Type: *in.MsgType, Action: strings.TrimSpace(deref(in.ActionName))}
+	mostAccounts, mostContracts := MaxAccountsB, MaxContractsB
+	if r.Type == MsgTypeUnsubscribe {
+		mostAccounts, mostContracts = 1, 1
 	}
+	var accountsOK, contractsOK bool
+	r.Accounts, accountsOK = SplitListMax(deref(in.Account), mostAccounts)
+	r.Contracts, contractsOK = SplitListMax(deref(in.Contract), mostContracts)
 	switch {
 	case len(r.Accounts) == 0:
 		return RequestB{Type: r.Type}, ErrAccountRequired
 	case len(r.Contracts) == 0:
 		return RequestB{Type: r.Type}, ErrContractRequired
-	case r.Type == MsgTypeUnsubscribe && (len(r.Accounts) > 1 || len(r.Contracts) > 1):
+	case r.Type == MsgTypeUnsubscribe && (!accountsOK || !contractsOK):
 		return RequestB{Type: r.Type}, ErrUnsubscribeOne
+	case !accountsOK:
+		return RequestB{Type: r.Type}, ErrTooManyAccounts
+	case !contractsOK:
+		return RequestB{Type: r.Type}, ErrTooManyContracts
 	}
 	return r, nil
 }

@@ -2,6 +2,8 @@ package wire_test
 
 import (
 	"encoding/json"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -136,6 +138,11 @@ func TestDecodeBRefused(t *testing.T) {
 		{`{"msg_type":"unsubscribe","contract":"orders"}`, "unsubscribe", wire.ErrAccountRequired},
 		{`{"msg_type":"unsubscribe","account":"a1,a2","contract":"orders"}`, "unsubscribe", wire.ErrUnsubscribeOne},
 		{`{"msg_type":"unsubscribe","account":"a1","contract":"orders,bets"}`, "unsubscribe", wire.ErrUnsubscribeOne},
+		// More than a connection may ever hold (issue 12); repeats count once.
+		{`{"msg_type":"subscribe","account":"a1,a2,a3,a4,a5,a6","contract":"orders"}`, "subscribe", wire.ErrTooManyAccounts},
+		{`{"msg_type":"subscribe","account":"a1","contract":"c1,c2,c3,c4,c5,c6"}`, "subscribe", wire.ErrTooManyContracts},
+		{`{"msg_type":"subscribe","account":"a1,a2,a3,a4,a5,a6","contract":"c1,c2,c3,c4,c5,c6"}`, "subscribe", wire.ErrTooManyAccounts},
+		{`{"msg_type":"unsubscribe","account":"a1,a2,a3,a4,a5,a6","contract":"orders"}`, "unsubscribe", wire.ErrUnsubscribeOne},
 	} {
 		got, err := wire.DecodeB([]byte(tt.in))
 		require.ErrorIs(t, err, tt.want, tt.in)
@@ -173,5 +180,47 @@ func TestSplitList(t *testing.T) {
 		{"Orders,orders", []string{"Orders", "orders"}},
 	} {
 		require.Equal(t, tt.want, wire.SplitList(tt.in), "%q", tt.in)
+	}
+}
+
+func TestSplitListMax(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		in   string
+		most int
+		want []string
+		ok   bool
+	}{
+		{"", 0, nil, true},
+		{"a", 0, nil, false},
+		{"a,a, a", 1, []string{"a"}, true},
+		{"a,b,a,b", 2, []string{"a", "b"}, true},
+		{"a,b,c", 2, []string{"a", "b"}, false},
+		{"a,b,,b,c", -1, []string{"a", "b", "c"}, true},
+	} {
+		got, ok := wire.SplitListMax(tt.in, tt.most)
+		require.Equal(t, tt.want, got, "%q", tt.in)
+		require.Equal(t, tt.ok, ok, "%q", tt.in)
+	}
+}
+
+// TestSplitListLinear: a list as long as an unauthenticated request can
+// send is split in linear time. The repeats were dropped by a quadratic
+// scan, and 100,000 distinct SSE channels cost 14.5 s of CPU (issue 12);
+// the bound is a hundred times what a linear split needs under -race.
+func TestSplitListLinear(t *testing.T) {
+	t.Parallel()
+	var sb strings.Builder
+	const n = 100_000
+	for i := range n {
+		fmt.Fprintf(&sb, "c%05d,", i)
+	}
+	done := make(chan []string, 1)
+	go func() { done <- wire.SplitList(sb.String()) }() // ends with the split
+	select {
+	case list := <-done:
+		require.Len(t, list, n)
+	case <-time.After(5 * time.Second):
+		t.Fatal("splitting 100,000 distinct items took more than 5 s")
 	}
 }
