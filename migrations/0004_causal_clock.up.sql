@@ -169,3 +169,8 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- Only the owner (hub.attach) may create triggers on the capture: as a
+-- SECURITY DEFINER function it must not be attachable by other roles to
+-- tables of their own, which would let them write events as its owner.
+REVOKE EXECUTE ON FUNCTION hub.capture() FROM PUBLIC;
