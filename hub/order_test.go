@@ -121,6 +121,20 @@ func txExec(t *testing.T, tx pgx.Tx, sql string, args ...any) {
 	require.NoError(t, err)
 }
 
+// interleave is the issue's reproduction: T1 takes its transaction id
+// first (it inserts order 8), T2 changes order 7 and commits, then T1
+// changes order 7 and commits.
+func (b *hubBundle) interleave(t *testing.T) {
+	t.Helper()
+	t1 := begin(t, b.pool)
+	txExec(t, t1, `INSERT INTO orders (order_id, client, order_status) VALUES (8, 'acme', 'NEW')`)
+	t2 := begin(t, b.pool)
+	txExec(t, t2, `UPDATE orders SET order_status = 'PARTIALLY_FILLED' WHERE order_id = 7`)
+	require.NoError(t, t2.Commit(context.Background()))
+	txExec(t, t1, `UPDATE orders SET order_status = 'FILLED' WHERE order_id = 7`)
+	require.NoError(t, t1.Commit(context.Background()))
+}
+
 // The issue's reproduction (SPEC §2.3 "Positions follow commits"): T1 takes
 // its transaction id first, T2 changes order 7 and commits, then T1 changes
 // order 7 and commits. The table holds T1's version, and so must every
@@ -130,13 +144,7 @@ func TestCommitOrderOneRow(t *testing.T) {
 	conn, _ := b.connect(t, hub.Subscription{Client: "acme", Channels: []string{"orders"}})
 	b.exec(t, `INSERT INTO orders (order_id, client, order_status) VALUES (7, 'acme', 'NEW')`)
 
-	t1 := begin(t, b.pool)
-	txExec(t, t1, `INSERT INTO orders (order_id, client, order_status) VALUES (8, 'acme', 'NEW')`)
-	t2 := begin(t, b.pool)
-	txExec(t, t2, `UPDATE orders SET order_status = 'PARTIALLY_FILLED' WHERE order_id = 7`)
-	require.NoError(t, t2.Commit(context.Background()))
-	txExec(t, t1, `UPDATE orders SET order_status = 'FILLED' WHERE order_id = 7`)
-	require.NoError(t, t1.Commit(context.Background()))
+	b.interleave(t)
 	b.exec(t, `INSERT INTO orders (client, account_id) VALUES ('acme', 'END')`)
 
 	state := applyInOrder(t, waitMarker(t, conn))
@@ -153,13 +161,7 @@ func TestCommitOrderIdle(t *testing.T) {
 	conn, _ := b.connect(t, hub.Subscription{Client: "acme", Channels: []string{"orders"}})
 	b.exec(t, `INSERT INTO orders (order_id, client, order_status) VALUES (7, 'acme', 'NEW')`)
 
-	t1 := begin(t, b.pool)
-	txExec(t, t1, `INSERT INTO orders (order_id, client, order_status) VALUES (8, 'acme', 'NEW')`)
-	t2 := begin(t, b.pool)
-	txExec(t, t2, `UPDATE orders SET order_status = 'PARTIALLY_FILLED' WHERE order_id = 7`)
-	require.NoError(t, t2.Commit(context.Background()))
-	txExec(t, t1, `UPDATE orders SET order_status = 'FILLED' WHERE order_id = 7`)
-	require.NoError(t, t1.Commit(context.Background()))
+	b.interleave(t)
 
 	got := conn.wait(t, 4)
 	require.Len(t, got, 4)
