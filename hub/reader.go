@@ -16,9 +16,12 @@ import (
 
 // Source is the part of the store the reader needs.
 type Source interface {
-	EventsAfter(ctx context.Context, after store.Position, limit int) ([]store.Event, error)
+	EventsAfter(ctx context.Context, after store.Position, limit int) ([]store.Event, uint64, error)
 	BacklogCheck(ctx context.Context) (store.Backlog, error)
+	OldestWrite(ctx context.Context) (time.Duration, error)
 	ClockAdvance(ctx context.Context) error
+	DoorbellArm(ctx context.Context, node string) (uint64, error)
+	DoorbellDisarm(ctx context.Context, node string) error
 	Listen(ctx context.Context) (*store.Listener, error)
 }
 
@@ -26,6 +29,11 @@ type Source interface {
 type ReaderConfig struct {
 	// Start is the position to read after; the zero Position reads the whole log.
 	Start store.Position
+	// Node names the reader's doorbell (SPEC §2.2): it is disarmed while
+	// the reader reads back to back, so that writers pay no NOTIFY then.
+	// "" keeps the doorbell ringing on every change, as for a reader
+	// outside a node.
+	Node string
 	// Deliver receives each batch, in position order, one call at a time;
 	// the batch is the consumer's to keep. An error stops the reader.
 	Deliver func(ctx context.Context, batch []store.Event) error
@@ -49,7 +57,8 @@ type ReaderConfig struct {
 	// modified or kept. Optional; the hub's ObserveRead records the reader
 	// lag with it (SPEC §8).
 	OnRead func(batch []store.Event)
-	// OnBacklog reports each look behind the watermark. Optional.
+	// OnBacklog reports each look behind the watermark, and the age of the
+	// oldest write transaction about once a second. Optional.
 	OnBacklog func(store.Backlog)
 	Logger    *slog.Logger
 }
@@ -71,6 +80,23 @@ const (
 	heldBackMin = 2 * time.Millisecond
 	heldBackMax = 50 * time.Millisecond
 )
+
+// The adaptive doorbell (SPEC §2.2). A reader that finds changes again
+// within busyWithin of the last ones disarms its doorbell and polls every
+// busyPoll instead: at that rate it reads about as often as it would be
+// rung, and writers stop paying PostgreSQL's NOTIFY lock. After idleAfter
+// without a change it arms again, and polls every busyPoll until its
+// watermark has passed every transaction that may have read the doorbell
+// disarmed; then it sleeps until rung.
+const (
+	busyWithin = 5 * time.Millisecond
+	busyPoll   = 2 * time.Millisecond
+	idleAfter  = 50 * time.Millisecond
+)
+
+// oldestWriteEvery paces the look at pg_stat_activity for the gauge and
+// the warning of an open write transaction (SPEC §2.3).
+const oldestWriteEvery = time.Second
 
 // Reader tails the event log: it wakes on NOTIFY, polls as a fallback,
 // reconnects with backoff, and hands gap-free, duplicate-free batches to
@@ -171,23 +197,66 @@ func (r *Reader) waitLoop(ctx context.Context, l *store.Listener) error {
 	}
 }
 
+// doorbell is the tail's view of its doorbell (SPEC §2.2).
+type doorbell int
+
+const (
+	// ringing: not armed by the reader, but a capture that finds no row
+	// for it rings, or one that the reader armed and may since have lost
+	// (a crash empties the table; another node forgets a stopped node's
+	// row). Either way the reader arms before it sleeps.
+	ringing doorbell = iota
+	// arming: armed; some transaction that read it disarmed may still be
+	// running, so the reader polls until its watermark passes them.
+	arming
+	// armed: every change the reader has not read rings.
+	armed
+	// disarmed: the reader polls every busyPoll.
+	disarmed
+)
+
 // tail reads whenever woken, polled, or held-back events may have been
 // released.
 func (r *Reader) tail(ctx context.Context) error {
 	var failures int
 	var heldWait time.Duration
 	var unassigned bool // the previous look found the clock waiting for an unassigned id
+	var bell doorbell
+	var armXmax uint64       // arming: the watermark to pass
+	var lastEvents time.Time // when a read last found events
+	var oldest time.Duration
+	var nextOldest time.Time
 	for {
-		err := r.catchUp(ctx)
+		n, watermark, err := r.catchUp(ctx)
+		now := time.Now()
+		if err == nil && n > 0 {
+			if r.cfg.Node != "" && bell != disarmed && now.Sub(lastEvents) < busyWithin {
+				if err = r.src.DoorbellDisarm(ctx, r.cfg.Node); err == nil {
+					bell = disarmed
+				}
+			}
+			lastEvents = now
+		}
+		report := false
+		if err == nil && !now.Before(nextOldest) {
+			if oldest, err = r.src.OldestWrite(ctx); err == nil {
+				nextOldest, report = now.Add(oldestWriteEvery), true
+			}
+		}
+		// Disarmed, the reader polls soon anyway: the look behind the
+		// watermark is for a reader about to sleep, or one that found
+		// nothing (the clock may wait for an unassigned id).
 		var b store.Backlog
-		if err == nil {
+		if err == nil && (bell != disarmed || n == 0) {
 			b, err = r.src.BacklogCheck(ctx)
+			report = true
+		}
+		b.OldestWrite = oldest
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		wait := r.cfg.PollInterval
-		switch {
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case err != nil:
+		if err != nil {
 			var deliverErr deliverError
 			if errors.As(err, &deliverErr) {
 				return deliverErr.err
@@ -197,12 +266,12 @@ func (r *Reader) tail(ctx context.Context) error {
 				r.cfg.Logger.Warn("reading the event log failed; retrying", "err", err, "attempt", failures)
 			}
 			wait = backoff(failures)
-		default:
+		} else {
 			if failures > 0 {
 				r.cfg.Logger.Info("reading the event log again", "after_attempts", failures)
 			}
 			failures = 0
-			if r.cfg.OnBacklog != nil {
+			if report && r.cfg.OnBacklog != nil {
 				r.cfg.OnBacklog(b)
 			}
 			if b.HeldBack {
@@ -220,6 +289,9 @@ func (r *Reader) tail(ctx context.Context) error {
 				}
 			}
 			unassigned = b.Unassigned
+			if r.cfg.Node != "" {
+				bell, armXmax, wait = r.bellStep(ctx, bell, armXmax, n, watermark, now.Sub(lastEvents), wait)
+			}
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -228,9 +300,33 @@ func (r *Reader) tail(ctx context.Context) error {
 			return ctx.Err()
 		case <-r.wake:
 		case <-t.C:
+			if bell == armed && wait == r.cfg.PollInterval {
+				bell = ringing // a whole poll without a ring: arm again, in case the row went
+			}
 		}
 		t.Stop()
 	}
+}
+
+// bellStep moves the doorbell on after a read that found n events, with
+// watermark, idle since the last events found; it returns the doorbell,
+// the watermark to pass, and how long the tail may wait (at most wait).
+func (r *Reader) bellStep(ctx context.Context, bell doorbell, armXmax uint64, n int, watermark uint64,
+	idle, wait time.Duration) (doorbell, uint64, time.Duration) {
+	switch {
+	case bell == disarmed && (n > 0 || idle < idleAfter):
+		return bell, armXmax, min(wait, busyPoll)
+	case bell == disarmed, bell == ringing:
+		x, err := r.src.DoorbellArm(ctx, r.cfg.Node)
+		if err != nil {
+			r.cfg.Logger.Debug("arming the doorbell failed", "err", err)
+			return bell, armXmax, min(wait, busyPoll)
+		}
+		return arming, x, 0 // the next read may already pass x
+	case bell == arming && watermark < armXmax:
+		return bell, armXmax, min(wait, busyPoll)
+	}
+	return armed, armXmax, wait
 }
 
 // deliverError marks a consumer's failure, which stops the reader, apart
@@ -239,28 +335,32 @@ type deliverError struct{ err error }
 
 func (e deliverError) Error() string { return e.err.Error() }
 
-// catchUp reads and hands over pages until a page comes back short.
-func (r *Reader) catchUp(ctx context.Context) error {
+// catchUp reads and hands over pages until a page comes back short. It
+// returns the number of events handed over and the watermark of the last
+// read.
+func (r *Reader) catchUp(ctx context.Context) (int, uint64, error) {
+	n := 0
 	for {
 		pos := r.Position()
-		batch, err := r.src.EventsAfter(ctx, pos, r.cfg.PageSize)
+		batch, watermark, err := r.src.EventsAfter(ctx, pos, r.cfg.PageSize)
 		if err != nil {
-			return err
+			return n, 0, err
 		}
 		if r.cfg.OnRead != nil {
 			r.cfg.OnRead(batch)
 		}
 		if len(batch) == 0 {
-			return nil
+			return n, watermark, nil
 		}
 		if err := r.cfg.Deliver(ctx, batch); err != nil {
-			return deliverError{err}
+			return n, 0, deliverError{err}
 		}
+		n += len(batch)
 		r.mu.Lock()
 		r.pos = batch[len(batch)-1].Pos
 		r.mu.Unlock()
 		if len(batch) < r.cfg.PageSize {
-			return nil
+			return n, watermark, nil
 		}
 	}
 }

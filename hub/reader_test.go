@@ -130,9 +130,9 @@ func TestReaderLateCommit(t *testing.T) {
 	b.exec(t, `INSERT INTO orders (client, account_id) VALUES ('acme', 'B')`) // commits in between
 
 	// The reader sees B's event held back behind A, and delivers nothing.
+	// The gauge's look at pg_stat_activity comes about once a second.
 	for bl := range b.backlog {
-		if bl.HeldBack {
-			require.Greater(t, bl.OldestWrite, time.Duration(0))
+		if bl.HeldBack && bl.OldestWrite > 0 {
 			break
 		}
 	}

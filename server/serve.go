@@ -107,6 +107,7 @@ func runParts(ctx context.Context, cfg Config, p parts, log *slog.Logger) error 
 	oldest := &oldestWriteWarning{log: log}
 	reader := hub.NewReader(st, hub.ReaderConfig{
 		Start:          start,
+		Node:           cfg.NodeID,
 		Deliver:        h.Deliver,
 		OnChannels:     h.RefreshChannels,
 		OnListening:    func() { ready.listening.Store(true) },

@@ -21,7 +21,7 @@ func BenchmarkEventsAfter(b *testing.B) {
 	b.ReportAllocs()
 	var events int
 	for b.Loop() {
-		page, err := s.EventsAfter(ctx, store.Position{}, 1000)
+		page, _, err := s.EventsAfter(ctx, store.Position{}, 1000)
 		if err != nil {
 			b.Fatal(err)
 		}

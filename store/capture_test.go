@@ -54,7 +54,7 @@ func (b captureBundle) all(t *testing.T) []store.Event {
 	var out []store.Event
 	var pos store.Position
 	for {
-		page, err := b.store.EventsAfter(context.Background(), pos, 1000)
+		page, _, err := b.store.EventsAfter(context.Background(), pos, 1000)
 		require.NoError(t, err)
 		if len(page) == 0 {
 			return out

@@ -66,36 +66,52 @@ func parseScope(s *string) Scope {
 
 // EventsAfter returns up to limit events after pos in position order, only
 // those every older transaction has finished with (the watermark, SPEC
-// §2.3), so that a later read never finds an event before pos.
-func (s *Store) EventsAfter(ctx context.Context, after Position, limit int) ([]Event, error) {
+// §2.3), so that a later read never finds an event before pos. It also
+// returns the read's watermark: every transaction with a smaller id had
+// finished, and its events are in this page or before pos, unless the page
+// is full.
+func (s *Store) EventsAfter(ctx context.Context, after Position, limit int) ([]Event, uint64, error) {
+	// The last row, id 0 (events start at 1), carries the watermark; the
+	// function is STABLE, so it sees this statement's snapshot.
 	rows, err := s.pool.Query(ctx, `
 		SELECT xid::text, id, channel, op, coalesce(client, ''), coalesce(subject, ''), payload, old, created_at, scope
-		FROM hub.events_after($1::text::xid8, $2, $3)`,
+		FROM hub.events_after($1::text::xid8, $2, $3)
+		UNION ALL
+		SELECT pg_snapshot_xmin(pg_current_snapshot())::text, 0, '', '', '', '', NULL, NULL, now(), NULL`,
 		strconv.FormatUint(after.Xid, 10), after.ID, limit)
 	if err != nil {
-		return nil, fmt.Errorf("read events after %s: %w", after, err)
+		return nil, 0, fmt.Errorf("read events after %s: %w", after, err)
 	}
 	defer rows.Close()
 	// Most reads are a wake-up for a few events: a page sized for the
 	// limit would allocate tens of KiB per read, the reader's main garbage.
 	events := make([]Event, 0, min(limit, 8))
+	var watermark uint64
 	for rows.Next() {
 		var e Event
 		var xid string
 		var scope *string
 		if err := rows.Scan(&xid, &e.Pos.ID, &e.Channel, &e.Op, &e.Client, &e.Subject, &e.Payload, &e.Old, &e.CreatedAt, &scope); err != nil {
-			return nil, fmt.Errorf("scan event: %w", err)
+			return nil, 0, fmt.Errorf("scan event: %w", err)
 		}
-		if e.Pos.Xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
-			return nil, fmt.Errorf("scan event xid %q: %w", xid, err)
+		x, err := strconv.ParseUint(xid, 10, 64)
+		if err != nil {
+			return nil, 0, fmt.Errorf("scan event xid %q: %w", xid, err)
 		}
-		e.Scope = parseScope(scope)
+		if e.Pos.ID == 0 {
+			watermark = x
+			continue
+		}
+		e.Pos.Xid, e.Scope = x, parseScope(scope)
 		events = append(events, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read events after %s: %w", after, err)
+		return nil, 0, fmt.Errorf("read events after %s: %w", after, err)
 	}
-	return events, nil
+	if watermark == 0 {
+		return nil, 0, fmt.Errorf("read events after %s: no watermark", after)
+	}
+	return events, watermark, nil
 }
 
 // Backlog tells the reader why it may have stopped short.
@@ -116,23 +132,33 @@ type Backlog struct {
 const backlogSQL = `
 		WITH newest AS (SELECT xid FROM hub.events ORDER BY xid DESC, id DESC LIMIT 1)
 		SELECT coalesce((SELECT xid FROM newest) >= pg_snapshot_xmin(pg_current_snapshot()), false),
-		       coalesce((SELECT xid FROM newest) >= pg_snapshot_xmax(pg_current_snapshot()), false),
-		       coalesce((SELECT extract(epoch FROM clock_timestamp() - min(xact_start))::float8
-		                 FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()), 0)`
+		       coalesce((SELECT xid FROM newest) >= pg_snapshot_xmax(pg_current_snapshot()), false)`
 
 // BacklogCheck looks behind the watermark. The newest visible event tells
 // whether any committed event is held back; reading it is one step down
 // the (xid, id) index from its end, whatever the size of the log (an
-// EXISTS over xid >= watermark was planned as a sequential scan).
+// EXISTS over xid >= watermark was planned as a sequential scan). It leaves
+// OldestWrite zero: that takes a scan of pg_stat_activity, which the
+// reader does not need on every read (OldestWrite).
 func (s *Store) BacklogCheck(ctx context.Context) (Backlog, error) {
 	var b Backlog
-	var secs float64
-	err := s.pool.QueryRow(ctx, backlogSQL).Scan(&b.HeldBack, &b.Unassigned, &secs)
-	if err != nil {
+	if err := s.pool.QueryRow(ctx, backlogSQL).Scan(&b.HeldBack, &b.Unassigned); err != nil {
 		return Backlog{}, fmt.Errorf("check backlog: %w", err)
 	}
-	b.OldestWrite = time.Duration(secs * float64(time.Second))
 	return b, nil
+}
+
+// OldestWrite is the age of the oldest open transaction that has written
+// anything, in any database of the cluster; 0 when none.
+func (s *Store) OldestWrite(ctx context.Context) (time.Duration, error) {
+	var secs float64
+	err := s.pool.QueryRow(ctx, `
+		SELECT coalesce(extract(epoch FROM clock_timestamp() - min(xact_start))::float8, 0)
+		FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()`).Scan(&secs)
+	if err != nil {
+		return 0, fmt.Errorf("oldest write: %w", err)
+	}
+	return time.Duration(secs * float64(time.Second)), nil
 }
 
 // ClockAdvance takes a transaction id and finishes at once, so that the

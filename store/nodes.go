@@ -26,9 +26,11 @@ const nodeForgetAfter = time.Minute
 // because every path that re-creates the row (this, LeaseAcquire,
 // LeaseSync) sets it afresh.
 //
-// It also deletes nodes dead for over a minute, with their leases, so
-// crashed nodes do not pile up; SKIP LOCKED keeps nodes that beat at the
-// same moment from waiting on (or deadlocking over) the same dead row.
+// It also deletes nodes dead for over a minute, with their leases, and the
+// doorbells of nodes that are gone (an armed one would make every writer
+// ring for no one), so crashed nodes do not pile up; SKIP LOCKED keeps
+// nodes that beat at the same moment from waiting on (or deadlocking over)
+// the same dead row.
 func (s *Store) NodeHeartbeat(ctx context.Context, node string) (time.Time, error) {
 	var registered time.Time
 	err := s.pool.QueryRow(ctx, `
@@ -36,6 +38,13 @@ func (s *Store) NodeHeartbeat(ctx context.Context, node string) (time.Time, erro
 			DELETE FROM hub.nodes WHERE node IN (
 				SELECT node FROM hub.nodes
 				WHERE heartbeat_at < now() - $2::interval AND node <> $1
+				FOR UPDATE SKIP LOCKED)
+			RETURNING node),
+		unrung AS (
+			DELETE FROM hub.doorbell WHERE node IN (
+				SELECT d.node FROM hub.doorbell d
+				WHERE d.node <> $1 AND (d.node IN (SELECT node FROM forgotten)
+				      OR NOT EXISTS (SELECT 1 FROM hub.nodes n WHERE n.node = d.node))
 				FOR UPDATE SKIP LOCKED))
 		INSERT INTO hub.nodes (node) VALUES ($1)
 		ON CONFLICT (node) DO UPDATE SET heartbeat_at = now()
@@ -47,11 +56,13 @@ func (s *Store) NodeHeartbeat(ctx context.Context, node string) (time.Time, erro
 	return registered, nil
 }
 
-// NodeStop deletes node and all its leases: a node stopping gracefully
+// NodeStop deletes node, its doorbell and all its leases: a node stopping gracefully
 // calls it last, so its connections' slots are free elsewhere at once
 // (SPEC §3) instead of after NodeAliveFor.
 func (s *Store) NodeStop(ctx context.Context, node string) error {
-	if _, err := s.pool.Exec(ctx, `DELETE FROM hub.nodes WHERE node = $1`, node); err != nil {
+	if _, err := s.pool.Exec(ctx, `
+		WITH unrung AS (DELETE FROM hub.doorbell WHERE node = $1)
+		DELETE FROM hub.nodes WHERE node = $1`, node); err != nil {
 		return fmt.Errorf("stop node %q: %w", node, err)
 	}
 	return nil

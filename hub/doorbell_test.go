@@ -1,0 +1,158 @@
+package hub_test
+
+import (
+	"context"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/store"
+	"github.com/hubdev/hub/store/storetest"
+)
+
+// doorbellArmed reads node's doorbell: nil when it has no row.
+func doorbellArmed(t *testing.T, pool *pgxpool.Pool, node string) *bool {
+	t.Helper()
+	var armed bool
+	err := pool.QueryRow(context.Background(), `SELECT armed FROM hub.doorbell WHERE node = $1`, node).Scan(&armed)
+	if err == pgx.ErrNoRows {
+		return nil
+	}
+	require.NoError(t, err)
+	return &armed
+}
+
+// awaitDoorbell waits until node's doorbell is in state armed, polling the
+// row: the reader changes it without telling anyone.
+func awaitDoorbell(t *testing.T, pool *pgxpool.Pool, node string, armed bool) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		a := doorbellArmed(t, pool, node)
+		return a != nil && *a == armed
+	}, 30*time.Second, 2*time.Millisecond, "doorbell of %s armed=%v", node, armed)
+}
+
+// countNotifications counts the doorbell's notifications in the database
+// until ctx ends.
+func countNotifications(ctx context.Context, t *testing.T, st *store.Store, g *errgroup.Group) *atomic.Int64 {
+	t.Helper()
+	l, err := st.Listen(ctx)
+	require.NoError(t, err)
+	var n atomic.Int64
+	g.Go(func() error {
+		defer l.Close()
+		for {
+			ch, err := l.Wait(ctx, time.Minute)
+			if ctx.Err() != nil {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if ch == store.NotifyEvents {
+				n.Add(1)
+			}
+		}
+	})
+	return &n
+}
+
+// Under steady writes the reader reads back to back with its doorbell
+// disarmed, and writers stop ringing (SPEC §2.2); nothing is lost or
+// repeated. A reader that sleeps on every change hears one notification
+// per transaction.
+func TestDoorbellSilentUnderSteadyWrites(t *testing.T) {
+	t.Parallel()
+	pool, _ := storetest.NewPool(t)
+	b, _ := setupReader(t, pool, hub.ReaderConfig{Node: "n1", PageSize: 100})
+	<-b.listening
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var listening errgroup.Group
+	rings := countNotifications(ctx, t, b.store, &listening)
+	const writers, txs = 4, 500
+	var writing errgroup.Group
+	writing.Go(func() error { return writeConcurrently(ctx, pool, writers, txs, nil) })
+	// Count from the moment the reader has found the writes steady.
+	awaitDoorbell(t, pool, "n1", false)
+	rings0, written0 := rings.Load(), len(b.got.wait(t, 0))
+	require.NoError(t, writing.Wait())
+	events := b.got.wait(t, writers*txs)
+	requireExactlyOnce(t, events, writers, txs)
+	cancel()
+	require.NoError(t, listening.Wait())
+	rang, written := rings.Load()-rings0, len(events)-written0
+	t.Logf("%d of the %d transactions after the reader disarmed rang", rang, written)
+	require.Greater(t, written, writers*txs/4, "most writes come after the disarm")
+	require.Less(t, rang, int64(written/4), "most transactions rang no doorbell")
+}
+
+// An idle reader is armed and sleeps: a change rings it. The poll is off,
+// so only the doorbell can bring the change.
+func TestDoorbellWakesIdleReader(t *testing.T) {
+	t.Parallel()
+	pool, _ := storetest.NewPool(t)
+	b, _ := setupReader(t, pool, hub.ReaderConfig{Node: "n1", PollInterval: time.Hour})
+	<-b.listening
+	awaitDoorbell(t, pool, "n1", true)
+	b.exec(t, `INSERT INTO orders (client, account_id) VALUES ('acme', 'one')`)
+	require.Equal(t, "one", b.got.wait(t, 1)[0].Subject)
+}
+
+// A transaction that read the doorbell disarmed and commits after the
+// reader armed it again rang nothing; the reader must not sleep on the
+// doorbell alone before its watermark has passed that transaction (SPEC
+// §2.2). The poll is off: sleeping too early loses the change for an hour.
+func TestDoorbellArmWaitsForDisarmedWriters(t *testing.T) {
+	t.Parallel()
+	cluster := storetest.NewCluster(t) // holds a write transaction open
+	pool := storetest.Pool(t, cluster.URL)
+	b, _ := setupReader(t, pool, hub.ReaderConfig{Node: "n1", PollInterval: time.Hour})
+	<-b.listening
+	ctx := context.Background()
+
+	// Steady writes until the reader disarmed and a transaction wrote
+	// while it was.
+	stop := make(chan struct{})
+	var g errgroup.Group
+	var burst atomic.Int64
+	g.Go(func() error {
+		for {
+			select {
+			case <-stop:
+				return nil
+			default:
+			}
+			if _, err := pool.Exec(ctx, `INSERT INTO orders (client, account_id) VALUES ('acme', 'burst')`); err != nil {
+				return err
+			}
+			burst.Add(1)
+		}
+	})
+	awaitDoorbell(t, pool, "n1", false)
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `INSERT INTO orders (client, account_id) VALUES ('acme', 'late')`)
+	require.NoError(t, err)
+	var armed bool
+	require.NoError(t, tx.QueryRow(ctx, `SELECT coalesce(bool_or(armed), true) FROM hub.doorbell`).Scan(&armed))
+	close(stop)
+	require.NoError(t, g.Wait())
+	require.False(t, armed, "the late transaction wrote while the doorbell was disarmed")
+
+	// The reader goes idle and arms while the late transaction is open.
+	awaitDoorbell(t, pool, "n1", true)
+	require.NoError(t, tx.Commit(ctx))
+	events := b.got.wait(t, int(burst.Load())+1)
+	require.Len(t, events, int(burst.Load())+1)
+	require.True(t, slices.ContainsFunc(events, func(e store.Event) bool { return e.Subject == "late" }))
+	requireStrictOrder(t, events)
+}
