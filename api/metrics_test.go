@@ -26,11 +26,11 @@ type countingConn struct {
 	frames int
 }
 
-func (c *countingConn) Send([]byte) {
+func (c *countingConn) Send(frames ...[]byte) {
 	c.mu.Lock()
-	c.frames++
+	c.frames += len(frames)
 	c.mu.Unlock()
-	go c.sess.Sent(1) // the writer acknowledges from its own goroutine
+	go c.sess.Sent(len(frames)) // the writer acknowledges from its own goroutine
 }
 
 func (c *countingConn) Close(int, string) { go c.sess.Gone() }

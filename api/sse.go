@@ -282,11 +282,14 @@ type sseConn struct {
 }
 
 // Send implements hub.Conn.
-func (c *sseConn) Send(frame []byte) {
-	select {
-	case c.frames <- frame:
-	default: // cannot happen while the hub keeps to its credits
-		c.log.Error("SSE buffer overflow")
+func (c *sseConn) Send(frames ...[]byte) {
+	for _, f := range frames {
+		select {
+		case c.frames <- f:
+		default: // cannot happen while the hub keeps to its credits
+			c.log.Error("SSE buffer overflow")
+			return
+		}
 	}
 }
 

@@ -137,9 +137,9 @@ func (b *wsBase) open(ms *melody.Session, conn interface {
 	b.out.attach(b.sess)
 }
 
-// Send implements hub.Conn; the writer queues it (the hub hands at most
+// Send implements hub.Conn; the writer queues them (the hub hands at most
 // wsCredits frames at a time).
-func (b *wsBase) Send(frame []byte) { b.out.send(frame) }
+func (b *wsBase) Send(frames ...[]byte) { b.out.send(frames) }
 
 func (b *wsBase) session() *hub.Session { return b.sess }
 

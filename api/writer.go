@@ -87,14 +87,14 @@ func (w *wsWriter) attach(s *hub.Session) {
 	}
 }
 
-// send queues a frame the session handed over.
-func (w *wsWriter) send(frame []byte) {
+// send queues frames the session handed over.
+func (w *wsWriter) send(frames [][]byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.ended || w.closing != nil {
 		return
 	}
-	w.frames = append(w.frames, frame)
+	w.frames = append(w.frames, frames...)
 	w.start()
 }
 

@@ -130,7 +130,7 @@ func TestWSWriterBatchesAndCloses(t *testing.T) {
 		t.Fatalf("close frame %d %q", code, got[1].payload[2:])
 	}
 	<-conn.closed
-	w.send([]byte("late"))
+	w.send([][]byte{[]byte("late")})
 	w.close(nil, 1000, "")
 	w.mu.Lock()
 	queued, running := len(w.frames), w.running
@@ -145,7 +145,7 @@ func TestWSWriterFailureClosesSocket(t *testing.T) {
 	conn.err = os.ErrDeadlineExceeded
 	w := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
 	defer w.stop()
-	w.send([]byte("x"))
+	w.send([][]byte{[]byte("x")})
 	<-conn.closed
 	w.mu.Lock()
 	ended := w.ended
@@ -160,7 +160,7 @@ func TestWSWriterPingsBeforeNextFrames(t *testing.T) {
 	w := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
 	defer w.stop()
 	w.pingNext()
-	w.send([]byte("heartbeat"))
+	w.send([][]byte{[]byte("heartbeat")})
 	got := framesOf(t, <-conn.writes)
 	if len(got) != 2 || got[0].op != opPing || string(got[1].payload) != "heartbeat" {
 		t.Fatalf("wrote %+v, want a ping, then the heartbeat", got)

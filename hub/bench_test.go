@@ -32,8 +32,8 @@ type sinkConn struct {
 	frames int
 }
 
-func (c *sinkConn) Send([]byte)       { c.frames++ }
-func (c *sinkConn) Close(int, string) {}
+func (c *sinkConn) Send(frames ...[]byte) { c.frames += len(frames) }
+func (c *sinkConn) Close(int, string)     {}
 
 func (c *sinkConn) ack() {
 	for ; c.frames > 0; c.frames-- {

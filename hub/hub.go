@@ -84,6 +84,7 @@ type Hub struct {
 	pos       store.Position                              // the last event delivered
 	marks     []mark                                      // recent batches: when each was read
 	conns     [numProtocols]int                           // open sessions per protocol
+	touched   []*Session                                  // the sessions a batch queued to; Deliver's alone
 }
 
 // markEvery is the resolution of read times: batches read within it share
@@ -376,15 +377,18 @@ func removeFrom(m map[string]map[*Session]struct{}, k string, s *Session) {
 }
 
 // Deliver fans a batch out to the live sessions; it is the reader's
-// consumer. An event reaches only sessions of its client (or, on a global
-// channel, every subscriber of the channel).
+// consumer, and is called by one goroutine at a time. An event reaches
+// only sessions of its client (or, on a global channel, every subscriber
+// of the channel). The whole batch is queued first, then each session it
+// touched is pumped once, outside the hub's lock: a session that a batch
+// brings several events gets them in one write, so a reader that falls
+// behind under load reads larger pages and writes fewer times per event.
 func (h *Hub) Deliver(_ context.Context, batch []store.Event) error {
 	if len(batch) == 0 {
 		return nil
 	}
 	now := time.Now()
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	for i := range batch {
 		m := newMessage(batch[i], now)
 		h.route(m)
@@ -397,6 +401,14 @@ func (h *Hub) Deliver(_ context.Context, batch []store.Event) error {
 	}
 	h.trimMarks(now)
 	h.metrics.events.Add(int64(len(batch)))
+	touched := h.touched
+	h.touched = nil
+	h.mu.Unlock()
+	for _, s := range touched {
+		s.flush()
+	}
+	clear(touched)
+	h.touched = touched[:0]
 	return nil
 }
 
@@ -411,22 +423,23 @@ func (h *Hub) route(m *message) {
 	case e.Scope == store.ScopeNone, e.Scope == store.ScopeTenant && e.Client == "":
 		return
 	case e.Client != "":
-		for s := range byClient[e.Client] {
-			s.offer(m)
-		}
-		for s := range h.byClient[e.Client] {
-			s.offer(m)
-		}
+		h.offerAll(byClient[e.Client], m)
+		h.offerAll(h.byClient[e.Client], m)
 		return
 	}
 	for _, set := range byClient {
-		for s := range set {
-			s.offer(m)
-		}
+		h.offerAll(set, m)
 	}
 	for _, set := range h.byClient {
-		for s := range set {
-			s.offer(m)
+		h.offerAll(set, m)
+	}
+}
+
+// offerAll offers m to each session of set. Must be called with h.mu held.
+func (h *Hub) offerAll(set map[*Session]struct{}, m *message) {
+	for s := range set {
+		if s.offer(m) {
+			h.touched = append(h.touched, s)
 		}
 	}
 }

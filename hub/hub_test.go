@@ -35,32 +35,34 @@ type fakeConn struct {
 
 func newFakeConn() *fakeConn { return &fakeConn{more: make(chan struct{})} }
 
-func (c *fakeConn) Send(frame []byte) {
+func (c *fakeConn) Send(frames ...[]byte) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var f struct {
-		Type    string
-		ID      string
-		Channel string
-		Event   string
-		Payload json.RawMessage
-		Old     json.RawMessage
-	}
-	if err := json.Unmarshal(frame, &f); err != nil {
-		panic(err)
-	}
-	if f.Type == "broadcast" {
-		c.out = append(c.out, wire.Event{Pos: f.ID, Channel: f.Channel, Op: f.Event, Payload: f.Payload, Old: f.Old})
-	} else {
-		c.other = append(c.other, string(frame))
+	for _, frame := range frames {
+		var f struct {
+			Type    string
+			ID      string
+			Channel string
+			Event   string
+			Payload json.RawMessage
+			Old     json.RawMessage
+		}
+		if err := json.Unmarshal(frame, &f); err != nil {
+			panic(err)
+		}
+		if f.Type == "broadcast" {
+			c.out = append(c.out, wire.Event{Pos: f.ID, Channel: f.Channel, Op: f.Event, Payload: f.Payload, Old: f.Old})
+		} else {
+			c.other = append(c.other, string(frame))
+		}
 	}
 	close(c.more)
 	c.more = make(chan struct{})
 	if c.stall {
-		c.held++
+		c.held += len(frames)
 		return
 	}
-	go c.sess.Sent(1) // the writer acknowledges from its own goroutine
+	go c.sess.Sent(len(frames)) // the writer acknowledges from its own goroutine
 }
 
 // release lets a stalled client read again: the frames it held are

@@ -10,12 +10,13 @@ import (
 )
 
 // Conn is one client connection as the hub sees it; package api adapts
-// melody and SSE to it. Neither method may block: Send hands a frame to the
-// transport's writer, which has room for it (the hub never has more frames
-// outstanding than the credits the session was given), and calls
-// Session.Sent once frames are written.
+// melody and SSE to it. Neither method may block: Send hands frames, in
+// order, to the transport's writer, which has room for them (the hub never
+// has more frames outstanding than the credits the session was given), and
+// calls Session.Sent once frames are written. Send must not keep frames,
+// the slice: the session reuses it.
 type Conn interface {
-	Send(frame []byte)
+	Send(frames ...[]byte)
 	Close(code int, reason string)
 }
 
@@ -77,6 +78,8 @@ type Session struct {
 	credits   int
 	nextBeat  time.Time
 	closed    bool
+	touched   bool          // queued to by the batch the hub is delivering; pumped after it
+	out       [][]byte      // pump's frames for one Send, kept for the next
 	roomReady chan struct{} // signalled when the queue drains below its bound; made by the first catch-up
 }
 
@@ -199,9 +202,11 @@ func (s *Session) push(e entry) {
 	}
 }
 
-// pump hands queued frames to the transport while it has credits. Must be
-// called with s.mu held.
+// pump hands queued frames to the transport while it has credits, all in
+// one Send: a transport writes what it is handed at once with one system
+// call. Must be called with s.mu held.
 func (s *Session) pump() {
+	out := s.out[:0]
 	for s.credits > 0 && s.head < len(s.queue) {
 		e := s.queue[s.head]
 		s.queue[s.head] = entry{}
@@ -213,9 +218,9 @@ func (s *Session) pump() {
 			f = flight{pos: e.msg.event.Pos, since: e.since}
 			s.handed = f.pos
 			s.hub.metrics.deliveries[s.proto].Add(1)
-			s.conn.Send(e.msg.frame(s.proto))
+			out = append(out, e.msg.frame(s.proto))
 		} else {
-			s.conn.Send(e.control)
+			out = append(out, e.control)
 		}
 		if len(s.inflight) == cap(s.inflight) && s.inHead > 0 {
 			n := copy(s.inflight, s.inflight[s.inHead:])
@@ -223,10 +228,23 @@ func (s *Session) pump() {
 		}
 		s.inflight = append(s.inflight, f)
 	}
+	if len(out) > 0 {
+		s.conn.Send(out...)
+		clear(out)
+	}
+	s.out = out[:0]
+	if cap(s.out) > maxKeptOut {
+		s.out = nil
+	}
 	if s.events < s.hub.cfg.SendBuffer {
 		s.signalRoom()
 	}
 }
+
+// maxKeptOut bounds the frame slice a session keeps between pumps: a
+// catch-up's large pump should not leave every session that had one with
+// a large slice.
+const maxKeptOut = 64
 
 func (s *Session) signalRoom() {
 	select {
@@ -253,22 +271,34 @@ func (s *Session) matches(e *store.Event) bool {
 }
 
 // offer is the live path: called by the hub, in position order, for each
-// event the index routes to this session. Must be called with hub.mu held.
-func (s *Session) offer(m *message) {
+// event the index routes to this session. It queues the event; the hub
+// pumps the session once the whole batch is routed (Hub.Deliver). It
+// reports whether the session was touched for the first time in the
+// batch. Must be called with hub.mu held.
+func (s *Session) offer(m *message) (first bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !s.live || s.closed || !s.cursor.Less(m.event.Pos) || !s.matches(&m.event) {
-		return
+		return false
 	}
 	if s.events >= s.hub.cfg.SendBuffer {
 		// The queue is full: stop taking live events and continue from the
 		// log after the cursor, at the session's pace (SPEC §6).
 		s.live = false
 		s.hub.startCatchUp(s)
-		return
+		return false
 	}
 	s.push(entry{msg: m, since: m.readAt})
 	s.cursor = m.event.Pos
+	first, s.touched = !s.touched, true
+	return first
+}
+
+// flush pumps a session the batch touched.
+func (s *Session) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.touched = false
 	s.pump()
 }
 
