@@ -162,6 +162,12 @@ func (s *Session) detach() bool {
 	defer s.hub.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.detachLocked()
+}
+
+// detachLocked is detach for a caller that checks more under the same
+// locks. Must be called with hub.mu and s.mu held.
+func (s *Session) detachLocked() bool {
 	if s.closed {
 		return false
 	}
