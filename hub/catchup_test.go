@@ -173,3 +173,30 @@ func TestTrimmedReadAfterResubscribe(t *testing.T) {
 	require.Len(t, got, 1)
 	require.Contains(t, string(got[0].Payload), `"after"`)
 }
+
+// A subscription to no channel (protocol B's, once each of its contracts
+// is detached) reads nothing in its catch-up. Its filter once said "every
+// channel": the read returned the whole log, all of it then dropped.
+func TestCatchUpNoChannelsReadsNothing(t *testing.T) {
+	t.Parallel()
+	pool, _ := storetest.NewPool(t)
+	st := store.New(pool)
+	ctx := context.Background()
+	log := &countingLog{Store: st}
+	b := &hubBundle{pool: pool, store: st, hub: hub.New(log, store.Position{}, hub.Config{})}
+	r := hub.NewReader(st, hub.ReaderConfig{Deliver: b.hub.Deliver, OnChannels: b.hub.RefreshChannels, PollInterval: 100 * time.Millisecond})
+	runUntilCleanup(t, r.Run)
+	runUntilCleanup(t, b.hub.Run)
+	require.NoError(t, b.hub.LoadChannels(ctx))
+	b.exec(t, `INSERT INTO orders (client, account_id) SELECT 'acme', 'a' || g FROM generate_series(1, 5) g`)
+	require.Eventually(t, func() bool { return b.hub.Stats().Events == 5 }, 10*time.Second, time.Millisecond)
+
+	since := store.Position{}
+	c, _ := b.connect(t, hub.Subscription{Client: "acme", Since: &since, Match: func(*store.Event) bool { return true }})
+	require.Eventually(t, func() bool { return b.hub.Stats().CatchingUp == 0 }, 10*time.Second, time.Millisecond)
+	require.Positive(t, log.reads.Load(), "the catch-up read the log")
+	require.Zero(t, log.events.Load(), "and found nothing to read")
+	got, code, _ := c.snapshot()
+	require.Empty(t, got)
+	require.Zero(t, code)
+}

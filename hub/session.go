@@ -307,7 +307,12 @@ func (s *Session) closeSlow() {
 func (s *Session) filter() store.EventFilter {
 	f := store.EventFilter{After: s.cursor, Client: s.sub.Client}
 	if !s.sub.All {
+		// Never nil, which would read every channel: a protocol B session
+		// whose contracts are all detached subscribes to none (SPEC §5).
 		f.Channels = s.channels
+		if f.Channels == nil {
+			f.Channels = []string{}
+		}
 	}
 	return f
 }
