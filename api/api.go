@@ -56,8 +56,8 @@ type Config struct {
 	Conns *Conns
 	// MaxPending caps the connections of every transport that have not
 	// authenticated yet, on this node (HUB_MAX_PENDING, default 1024);
-	// MaxPendingPerAddr caps them per remote IP address
-	// (HUB_MAX_PENDING_PER_ADDR, default 64). See pending.
+	// MaxPendingPerAddr caps them per remote IP address, an IPv6
+	// address's /64 (HUB_MAX_PENDING_PER_ADDR, default 64). See pending.
 	MaxPending        int
 	MaxPendingPerAddr int
 

@@ -268,6 +268,49 @@ func TestPendingCapPerAddr(t *testing.T) {
 	require.Equal(t, 2, b.pending.count())
 }
 
+// TestAddrKey: the address a pending connection counts under.
+func TestAddrKey(t *testing.T) {
+	t.Parallel()
+	for addr, want := range map[string]string{
+		"192.0.2.7:443":                  "192.0.2.7",
+		"[::ffff:192.0.2.7]:443":         "192.0.2.7",
+		"[::ffff:c000:207]:1":            "192.0.2.7",
+		"[2001:db8:1:2:3:4:5:6]:443":     "2001:db8:1:2::/64",
+		"[2001:db8:1:2::9]:80":           "2001:db8:1:2::/64",
+		"[2001:db8:1:3::9]:80":           "2001:db8:1:3::/64",
+		"[fe80::1%eth0]:80":              "fe80::/64",
+		"[::1]:80":                       "::/64",
+		"2001:db8::1":                    "2001:db8::/64", // no port
+		"192.0.2.7":                      "192.0.2.7",
+		"pipe":                           "pipe", // not an IP: as it is
+		"[2001:db8::1]:80:80":            "[2001:db8::1]:80:80",
+		"[2001:db8:ffff:ffff:1::]:65535": "2001:db8:ffff:ffff::/64",
+		"[::ffff:192.0.2.7%eth0]:443":    "192.0.2.7",
+		"[2001:db8:1:2:ffff::1%5]:443":   "2001:db8:1:2::/64",
+	} {
+		require.Equal(t, want, addrKey(addr), addr)
+	}
+}
+
+// TestPendingCapPerPrefix: the addresses of one IPv6 /64 share the
+// per-address cap, and an IPv4 address shares it with its IPv6-mapped
+// form.
+func TestPendingCapPerPrefix(t *testing.T) {
+	t.Parallel()
+	p := newPending(10, 1)
+	_, ok := p.take("[2001:db8:0:1::1]:1000")
+	require.True(t, ok)
+	_, ok = p.take("[2001:db8:0:1:ffff::2]:1001")
+	require.False(t, ok, "another address of the same /64")
+	_, ok = p.take("[2001:db8:0:2::1]:1002")
+	require.True(t, ok, "another /64")
+	_, ok = p.take("[::ffff:192.0.2.1]:1003")
+	require.True(t, ok)
+	_, ok = p.take("192.0.2.1:1004")
+	require.False(t, ok, "the same IPv4 address, unmapped")
+	require.Equal(t, 3, p.count())
+}
+
 // TestSSEBodyDeadline: a POST body that does not arrive within the auth
 // timeout is refused with "subscribe timeout" (1008): a body sent a byte
 // at a time does not hold the handler and its pending place.
@@ -486,7 +529,7 @@ func FuzzPending(f *testing.F) {
 			}
 			addr := fmt.Sprintf("10.0.0.%d:%d", op%4, op) // four addresses, ports differ
 			s, ok := p.take(addr)
-			host := remoteHost(addr)
+			host := addrKey(addr)
 			require.Equal(t, len(held) < most && byAddr[host] < perAddr, ok)
 			if ok {
 				held = append(held, s)

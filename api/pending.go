@@ -3,6 +3,7 @@ package api
 import (
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -43,10 +44,10 @@ type pendingSlot struct {
 
 // take gives a connection from remoteAddr (an http.Request's RemoteAddr,
 // the TCP peer) a slot; false when either cap is reached. The address is
-// the peer's IP: X-Forwarded-For is not trusted, since any client can set
-// it.
+// the peer's, as addrKey groups it: X-Forwarded-For is not trusted, since
+// any client can set it.
 func (p *pending) take(remoteAddr string) (*pendingSlot, bool) {
-	addr := remoteHost(remoteAddr)
+	addr := addrKey(remoteAddr)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.n >= p.max || p.byAddr[addr] >= p.maxPerAddr {
@@ -80,14 +81,25 @@ func (p *pending) count() int {
 	return p.n
 }
 
-// remoteHost is the IP of a RemoteAddr "host:port"; RemoteAddr as it is
-// when it has no port.
-func remoteHost(remoteAddr string) string {
+// addrKey is the address a RemoteAddr "host:port" counts under: an IPv4
+// address, also one mapped into IPv6 (::ffff:1.2.3.4 is 1.2.3.4), or an
+// IPv6 address's /64. A single IPv6 subscriber is routinely given a whole
+// /64, so keyed by address one peer could take every pending place.
+// RemoteAddr as it is when it holds no IP.
+func addrKey(remoteAddr string) string {
 	host, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		host = remoteAddr
+	}
+	ip, err := netip.ParseAddr(host)
 	if err != nil {
 		return remoteAddr
 	}
-	return host
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() {
+		return ip.String()
+	}
+	return netip.PrefixFrom(ip, 64).Masked().String()
 }
 
 // pendingRetryAfter is the Retry-After, in seconds, of a connection

@@ -61,9 +61,10 @@ func (h *Hub) catchUp(s *Session) {
 		}
 		failures = 0
 		if page.Trimmed {
-			h.stopCatching(s)
-			s.Close(wire.CloseTryAgain, wire.Trimmed(filter.After.String()))
-			return
+			if h.closeTrimmed(s, gen, filter.After) {
+				return
+			}
+			continue // resubscribed meanwhile, or closed: look again
 		}
 		if !h.feed(s, gen, page) {
 			continue // resubscribed meanwhile, or closed: look again
@@ -72,6 +73,26 @@ func (h *Hub) catchUp(s *Session) {
 			return
 		}
 	}
+}
+
+// closeTrimmed closes the session because retention deleted events after
+// after, unless it was closed or resubscribed since the read: a new
+// subscription has a cursor of its own, and a close then would name a
+// position the client no longer asked for. The check and the detach are
+// one step under the locks, so that no subscribe slips in between.
+func (h *Hub) closeTrimmed(s *Session, gen int, after store.Position) bool {
+	h.mu.Lock()
+	s.mu.Lock()
+	current := s.gen == gen && s.detachLocked()
+	if current {
+		s.catching = false
+	}
+	s.mu.Unlock()
+	h.mu.Unlock()
+	if current {
+		s.conn.Close(wire.CloseTryAgain, wire.Trimmed(after.String()))
+	}
+	return current
 }
 
 func (h *Hub) stopCatching(s *Session) {

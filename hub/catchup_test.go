@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -110,4 +111,92 @@ func TestReplayTrimmedWhilePaging(t *testing.T) {
 
 	again, _ := b.connect(t, hub.Subscription{Client: "acme", Channels: []string{"orders"}, Since: &pos})
 	require.Contains(t, again.other[0], `"recovered":false`, "the client learns that it must refetch")
+}
+
+// gatedLog holds the first catch-up read until release is closed.
+type gatedLog struct {
+	*store.Store
+	entered, release chan struct{}
+	once             sync.Once
+}
+
+func (l *gatedLog) EventsFor(ctx context.Context, f store.EventFilter, maxRows int, maxBytes int64) (store.EventPage, error) {
+	first := false
+	l.once.Do(func() { first = true })
+	if first {
+		close(l.entered)
+		select {
+		case <-l.release:
+		case <-ctx.Done():
+		}
+	}
+	return l.Store.EventsFor(ctx, f, maxRows, maxBytes)
+}
+
+// A catch-up read that finds its start trimmed does not close a session
+// that resubscribed while it ran: the new subscription's cursor is read
+// instead. Closing it named a position the client no longer asked for,
+// and ended a subscription that could be served.
+func TestTrimmedReadAfterResubscribe(t *testing.T) {
+	t.Parallel()
+	pool, _ := storetest.NewPool(t)
+	st := store.New(pool)
+	ctx := context.Background()
+	log := &gatedLog{Store: st, entered: make(chan struct{}), release: make(chan struct{})}
+	b := &hubBundle{pool: pool, store: st, hub: hub.New(log, store.Position{}, hub.Config{})}
+	r := hub.NewReader(st, hub.ReaderConfig{Deliver: b.hub.Deliver, OnChannels: b.hub.RefreshChannels, PollInterval: 100 * time.Millisecond})
+	runUntilCleanup(t, r.Run)
+	runUntilCleanup(t, b.hub.Run)
+	require.NoError(t, b.hub.LoadChannels(ctx))
+	b.exec(t, `INSERT INTO orders (client, account_id) SELECT 'acme', 'a' || g FROM generate_series(1, 5) g`)
+	require.Eventually(t, func() bool { return b.hub.Stats().Events == 5 }, 10*time.Second, time.Millisecond)
+
+	since := store.Position{}
+	c, s := b.connect(t, hub.Subscription{Client: "acme", Channels: []string{"orders"}, Since: &since})
+	<-log.entered // the catch-up reads after since
+	n, err := st.EventTrim(ctx, 0, 1000)
+	require.NoError(t, err)
+	require.EqualValues(t, 5, n)
+	horizon, err := st.Horizon(ctx)
+	require.NoError(t, err)
+	recovered, err := s.Subscribe(ctx, hub.Subscription{Client: "acme", Channels: []string{"orders"}, Since: &horizon,
+		Reply: func(bool) []byte { return []byte(`{"type":"subscribed"}`) }})
+	require.NoError(t, err)
+	require.True(t, recovered)
+	close(log.release) // the read of the old cursor finds it trimmed
+
+	require.Eventually(t, func() bool { return b.hub.Stats().CatchingUp == 0 }, 10*time.Second, time.Millisecond)
+	b.exec(t, `INSERT INTO orders (client, account_id) VALUES ('acme', 'after')`)
+	got := c.wait(t, 1)
+	_, code, _ := c.snapshot()
+	require.Zero(t, code, "not closed")
+	require.Len(t, got, 1)
+	require.Contains(t, string(got[0].Payload), `"after"`)
+}
+
+// A subscription to no channel (protocol B's, once each of its contracts
+// is detached) reads nothing in its catch-up. Its filter once said "every
+// channel": the read returned the whole log, all of it then dropped.
+func TestCatchUpNoChannelsReadsNothing(t *testing.T) {
+	t.Parallel()
+	pool, _ := storetest.NewPool(t)
+	st := store.New(pool)
+	ctx := context.Background()
+	log := &countingLog{Store: st}
+	b := &hubBundle{pool: pool, store: st, hub: hub.New(log, store.Position{}, hub.Config{})}
+	r := hub.NewReader(st, hub.ReaderConfig{Deliver: b.hub.Deliver, OnChannels: b.hub.RefreshChannels, PollInterval: 100 * time.Millisecond})
+	runUntilCleanup(t, r.Run)
+	runUntilCleanup(t, b.hub.Run)
+	require.NoError(t, b.hub.LoadChannels(ctx))
+	b.exec(t, `INSERT INTO orders (client, account_id) SELECT 'acme', 'a' || g FROM generate_series(1, 5) g`)
+	require.Eventually(t, func() bool { return b.hub.Stats().Events == 5 }, 10*time.Second, time.Millisecond)
+
+	since := store.Position{}
+	c, _ := b.connect(t, hub.Subscription{Client: "acme", Since: &since, Match: func(*store.Event) bool { return true }})
+	require.Eventually(t, func() bool { return b.hub.Stats().CatchingUp == 0 }, 10*time.Second, time.Millisecond)
+	require.Positive(t, log.reads.Load(), "the catch-up read the log")
+	require.Zero(t, log.events.Load(), "and found nothing to read")
+	got, code, _ := c.snapshot()
+	require.Empty(t, got)
+	require.Zero(t, code)
 }

@@ -39,9 +39,9 @@ type NodeConfig struct {
 	// Beat is the interval of heartbeats and of the look for connections
 	// to close (default 1s): revocation reaches every node within 2 s.
 	Beat time.Duration
-	// BeatTimeout bounds one beat's database work: heartbeat, resync and
-	// the look for connections to close (default 5s, half of
-	// store.NodeAliveFor). A beat that hangs (a dead connection, a stalled
+	// BeatTimeout bounds one beat's heartbeat and resync (default 5s, half
+	// of store.NodeAliveFor), and half of it the look for connections to
+	// close that follows. A beat that hangs (a dead connection, a stalled
 	// server) is abandoned and the next one retries, before the node's
 	// leases stop counting.
 	BeatTimeout time.Duration
@@ -214,10 +214,20 @@ func (n *Node) beat(ctx context.Context) {
 		return
 	}
 	n.observeRow(row)
-	if err := n.sync(bctx); err != nil {
-		return
-	}
-	closes, err := n.beats.LeaseCloseList(bctx, n.cfg.ID)
+	n.sync(bctx)
+	n.closeListed(ctx)
+}
+
+// closeListed closes the connections the cluster wants closed. It runs
+// whether or not the resync succeeded, with a deadline of its own: a
+// resync that failed, or hung until the beat's deadline, must not hold
+// back revocations (SPEC §3's 2 s) of the leases the database has. Half a
+// BeatTimeout, so that a beat whose every step hangs still heartbeats
+// again well within store.NodeAliveFor.
+func (n *Node) closeListed(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.BeatTimeout/2)
+	defer cancel()
+	closes, err := n.beats.LeaseCloseList(ctx, n.cfg.ID)
 	if err != nil {
 		return
 	}
@@ -243,12 +253,13 @@ func (n *Node) observeRow(row time.Time) {
 	}
 }
 
-// sync rebuilds the database's view of the leases if it may be wrong.
-func (n *Node) sync(ctx context.Context) error {
+// sync rebuilds the database's view of the leases if it may be wrong; a
+// failed sync leaves them unsynced, for the next beat to retry.
+func (n *Node) sync(ctx context.Context) {
 	n.mu.Lock()
 	if !n.unsynced {
 		n.mu.Unlock()
-		return nil
+		return
 	}
 	live := slices.Collect(maps.Values(n.leases))
 	n.unsynced = false
@@ -264,7 +275,6 @@ func (n *Node) sync(ctx context.Context) error {
 	if err == nil && len(live) > 0 {
 		n.cfg.Logger.Info("leases rebuilt", "connections", len(live))
 	}
-	return err
 }
 
 // stop closes every session with 1012 so that clients reconnect elsewhere

@@ -1,6 +1,7 @@
 package hub_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -27,18 +28,19 @@ type testNode struct {
 
 func startNode(t *testing.T, u, id string) *testNode {
 	t.Helper()
-	return startNodeWith(t, u, id, nil)
+	return startNodeWith(t, u, hub.NodeConfig{ID: id}, nil)
 }
 
-// startNodeWith starts a node whose loop uses beats(the node's store), when
+// startNodeWith starts a node configured by cfg (beating every 100 ms
+// unless it says otherwise) whose loop uses beats(the node's store), when
 // beats is not nil.
-func startNodeWith(t *testing.T, u, id string, beats func(*store.Store) hub.BeatStore) *testNode {
+func startNodeWith(t *testing.T, u string, cfg hub.NodeConfig, beats func(*store.Store) hub.BeatStore) *testNode {
 	t.Helper()
 	pool, err := store.Connect(context.Background(), u)
 	require.NoError(t, err)
 	st := store.New(pool)
 	n := &testNode{pool: pool, hub: hub.New(st, store.Position{}, hub.Config{}), done: make(chan error, 1)}
-	cfg := hub.NodeConfig{ID: id, Beat: 100 * time.Millisecond}
+	cfg.Beat = cmp.Or(cfg.Beat, 100*time.Millisecond)
 	if beats != nil {
 		cfg.Beats = beats(st)
 	}
@@ -253,7 +255,7 @@ func TestLeaseAcquiredDuringSyncSurvives(t *testing.T) {
 	t.Parallel()
 	u := storetest.NewDB(t)
 	g := &gatedSync{entered: make(chan struct{}), release: make(chan struct{}), done: make(chan struct{})}
-	n := startNodeWith(t, u, "node-1", func(st *store.Store) hub.BeatStore { g.BeatStore = st; return g })
+	n := startNodeWith(t, u, hub.NodeConfig{ID: "node-1"}, func(st *store.Store) hub.BeatStore { g.BeatStore = st; return g })
 	g.releaseOnce = sync.OnceFunc(func() { close(g.release) })
 	t.Cleanup(g.releaseOnce) // before the node stops, should the test fail early
 	key := newKey(t, n.pool, "acme", 5)
@@ -264,4 +266,38 @@ func TestLeaseAcquiredDuringSyncSurvives(t *testing.T) {
 	<-g.done
 	require.Eventually(t, func() bool { return slices.Contains(leaseIDs(t, n.pool), "c1") }, 2*time.Second, 10*time.Millisecond,
 		"the lease the sync deleted is restored")
+}
+
+// A node whose resync keeps failing still closes the connections the
+// cluster wants closed: the look for them no longer waits for a
+// successful sync. The sync here fails as it would on a stalled server:
+// it must delete a lease the node does not know (one left by a crashed
+// process with its ID), and an open transaction holds that row locked
+// past the beat's deadline.
+func TestRevocationClosesWhileSyncFails(t *testing.T) {
+	t.Parallel()
+	cluster := storetest.NewCluster(t) // a transaction stays open: other tests' readers would stall
+	pool := storetest.Pool(t, cluster.URL)
+	ctx := context.Background()
+	key := newKey(t, pool, "acme", 5)
+	other := newKey(t, pool, "acme", 5)
+	storetest.Exec(t, pool, `INSERT INTO hub.nodes (node) VALUES ('node-1')`,
+		fmt.Sprintf(`INSERT INTO hub.leases (id, node, key_id, client, protocol) VALUES ('stale', 'node-1', %d, 'acme', 'ws')`, other.ID))
+	tx, err := pool.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT FROM hub.leases WHERE id = 'stale' FOR UPDATE`)
+	require.NoError(t, err)
+
+	n := startNodeWith(t, cluster.URL, hub.NodeConfig{ID: "node-1", BeatTimeout: 400 * time.Millisecond}, nil)
+	t.Cleanup(func() { _ = tx.Rollback(ctx) }) // before the node stops: its stop deletes the locked lease
+	conn, err := n.connect(t, key, "c1")
+	require.NoError(t, err)
+	_, err = store.New(pool).APIKeyRevoke(ctx, key.ID)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { code, _ := conn.closed(); return code != 0 }, 5*time.Second, 10*time.Millisecond,
+		"the revoked connection is closed though every sync fails")
+	code, why := conn.closed()
+	require.Equal(t, 1008, code)
+	require.Equal(t, "api key revoked", why)
+	require.Contains(t, leaseIDs(t, pool), "stale", "no sync succeeded meanwhile")
 }

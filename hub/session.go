@@ -165,6 +165,12 @@ func (s *Session) detach() bool {
 	defer s.hub.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.detachLocked()
+}
+
+// detachLocked is detach for a caller that checks more under the same
+// locks. Must be called with hub.mu and s.mu held.
+func (s *Session) detachLocked() bool {
 	if s.closed {
 		return false
 	}
@@ -331,7 +337,12 @@ func (s *Session) closeSlow() {
 func (s *Session) filter() store.EventFilter {
 	f := store.EventFilter{After: s.cursor, Client: s.sub.Client}
 	if !s.sub.All {
+		// Never nil, which would read every channel: a protocol B session
+		// whose contracts are all detached subscribes to none (SPEC §5).
 		f.Channels = s.channels
+		if f.Channels == nil {
+			f.Channels = []string{}
+		}
 	}
 	return f
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 
 	"github.com/golang-migrate/migrate/v4"
+	"github.com/golang-migrate/migrate/v4/database"
 	pgxmigrate "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
@@ -20,22 +21,28 @@ import (
 var files embed.FS
 
 // Latest is the version Up migrates to; /readyz compares it with the database's.
-const Latest = 6
+const Latest = 7
 
-// Up applies every migration not applied yet.
+// Up applies every migration not applied yet, then rebuilds the index of
+// migration 5 if a failed concurrent build left it invalid (rebuildIndex).
 func Up(databaseURL string) error {
-	return withMigrate(databaseURL, func(m *migrate.Migrate) error { return m.Up() })
+	return withMigrate(databaseURL, func(m migrator) error {
+		if err := m.Up(); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+			return err
+		}
+		return rebuildIndex(m)
+	})
 }
 
 // Down reverts every migration.
 func Down(databaseURL string) error {
-	return withMigrate(databaseURL, func(m *migrate.Migrate) error { return m.Down() })
+	return withMigrate(databaseURL, func(m migrator) error { return m.Down() })
 }
 
 // Version reports the applied version and whether a failed migration left
 // the schema dirty; version 0 means none applied.
 func Version(databaseURL string) (version uint, dirty bool, err error) {
-	err = withMigrate(databaseURL, func(m *migrate.Migrate) error {
+	err = withMigrate(databaseURL, func(m migrator) error {
 		version, dirty, err = m.Version()
 		if errors.Is(err, migrate.ErrNilVersion) {
 			return nil
@@ -45,7 +52,15 @@ func Version(databaseURL string) (version uint, dirty bool, err error) {
 	return version, dirty, err
 }
 
-func withMigrate(databaseURL string, do func(*migrate.Migrate) error) error {
+// migrator is golang-migrate with what rebuildIndex needs besides: the
+// database, and the driver whose connection takes the migration lock.
+type migrator struct {
+	*migrate.Migrate
+	db     *sql.DB
+	driver database.Driver
+}
+
+func withMigrate(databaseURL string, do func(migrator) error) error {
 	db, err := sql.Open("pgx", databaseURL)
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
@@ -67,7 +82,7 @@ func withMigrate(databaseURL string, do func(*migrate.Migrate) error) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	defer m.Close()
-	if err := do(m); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+	if err := do(migrator{Migrate: m, db: db, driver: driver}); err != nil && !errors.Is(err, migrate.ErrNoChange) {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	return nil

@@ -77,7 +77,7 @@ var options = []option{
 	{"HUB_DEMO", "", "run the demo data simulator; default on without DATABASE_URL, off with it", setDemo},
 	{"HUB_PPROF_ADDR", "", "serve Go's pprof on this address (e.g. 127.0.0.1:6060); unset: off", setPprofAddr},
 	{"HUB_MAX_PENDING", "1024", "connections not yet authenticated, per node; more are refused (503 or 1013)", intVar(func(c *Config) *int { return &c.MaxPending }, 1, 1<<20)},
-	{"HUB_MAX_PENDING_PER_ADDR", "64", "connections not yet authenticated, per remote IP address (the TCP peer: a proxy's address behind a proxy)", intVar(func(c *Config) *int { return &c.MaxPendingPerAddr }, 1, 1<<20)},
+	{"HUB_MAX_PENDING_PER_ADDR", "64", "connections not yet authenticated, per remote IP address or IPv6 /64 (the TCP peer: a proxy's address behind a proxy)", intVar(func(c *Config) *int { return &c.MaxPendingPerAddr }, 1, 1<<20)},
 }
 
 // migrateVars are the variables `hub migrate` uses: the database, or the

@@ -392,3 +392,33 @@ func TestCaptureByUnprivilegedWriter(t *testing.T) {
 	require.Equal(t, "a1", events[0].Subject)
 	require.Equal(t, "UPDATE", events[1].Op)
 }
+
+// Only a table attached under the trigger's channel is captured (migration
+// 6): a trigger made by hand, or one that outlived its table's detach,
+// records nothing. Its rows were recorded under the channel it names, here
+// a global one that every subscriber sees. A partition of an attached
+// partitioned table is captured through the trigger it inherits.
+func TestCaptureOnlyAttached(t *testing.T) {
+	b := setupCapture(t)
+	b.exec(t,
+		`CREATE TABLE notes (id int PRIMARY KEY, body text)`,
+		`CREATE TRIGGER by_hand AFTER INSERT ON notes FOR EACH ROW EXECUTE FUNCTION hub.capture('scores', '', '', '{}')`,
+		`INSERT INTO notes VALUES (1, 'not for subscribers')`,
+		`CREATE TABLE fills (id int PRIMARY KEY, client text)`,
+		`SELECT hub.attach('fills', 'fills', 'client', NULL, '{INSERT}')`,
+		`ALTER TRIGGER hub_capture ON fills RENAME TO kept`, // hub.detach drops hub_capture only
+		`SELECT hub.detach('fills')`,
+		`INSERT INTO fills VALUES (1, 'acme')`,
+		`CREATE TABLE ledger (id int, client text) PARTITION BY RANGE (id)`,
+		`CREATE TABLE ledger_1 PARTITION OF ledger FOR VALUES FROM (0) TO (100)`,
+		`SELECT hub.attach('ledger', 'ledger', 'client', NULL, '{INSERT}')`,
+		`INSERT INTO ledger VALUES (1, 'acme')`,
+		`INSERT INTO orders (client) VALUES ('acme')`,
+	)
+	events := b.all(t)
+	var channels []string
+	for _, e := range events {
+		channels = append(channels, e.Channel)
+	}
+	require.Equal(t, []string{"ledger", "orders"}, channels)
+}

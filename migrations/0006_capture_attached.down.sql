@@ -1,17 +1,4 @@
--- The adaptive doorbell (SPEC §2.2). PostgreSQL serializes the commits of
--- every notifying transaction of the cluster on one lock, held across the
--- commit record and its flush, so the capture rings only while some node's
--- reader waits for it. Each node's reader keeps a row here: armed just
--- before it sleeps, disarmed while it reads back to back. UNLOGGED: the
--- state is worth nothing after a crash, which empties the table, and an
--- empty table (or none) counts as armed, so a node that has not armed yet,
--- or a hub older than this migration, is still woken.
-CREATE UNLOGGED TABLE hub.doorbell (
-    node  text PRIMARY KEY,
-    armed boolean NOT NULL
-);
-
--- The capture of migration 4, ringing only when the doorbell is armed.
+-- Back to migration 4's capture, which records whatever trigger calls it.
 CREATE OR REPLACE FUNCTION hub.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
@@ -55,15 +42,7 @@ BEGIN
     END IF;
     INSERT INTO hub.events (channel, op, client, subject, payload, old)
     VALUES (chan, TG_OP, owner, cur ->> subj, coalesce(payload, '{}'), changed);
-    -- After the INSERT, which gave the transaction its id: a reader that
-    -- armed after this read is waiting for that id to finish (SPEC §2.2).
-    IF to_regclass('hub.doorbell') IS NULL THEN
-        PERFORM pg_notify('hub_events', '');
-    ELSIF (SELECT coalesce(bool_or(d.armed), true) FROM hub.doorbell d) THEN
-        PERFORM pg_notify('hub_events', ''); -- identical notifications of one transaction fold into one
-    END IF;
+    PERFORM pg_notify('hub_events', ''); -- identical notifications of one transaction fold into one
     RETURN NULL;
 END
 $$;
-
-REVOKE EXECUTE ON FUNCTION hub.capture() FROM PUBLIC;

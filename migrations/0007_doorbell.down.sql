@@ -1,4 +1,4 @@
--- Back to the capture of migration 4, which rings on every change.
+-- Back to the capture of migration 6, which rings on every change.
 CREATE OR REPLACE FUNCTION hub.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp SET TimeZone = 'UTC' AS $$
 DECLARE
@@ -39,6 +39,15 @@ BEGIN
         INTO payload
         FROM jsonb_each(cur) AS n,
              LATERAL (SELECT coalesce(cols -> n.key, hub.column_entry(TG_RELID, n.key)) AS entry) AS m;
+    END IF;
+    -- Only while the table (or, for a partition, the partitioned table
+    -- whose trigger it inherited) is attached under this channel: see
+    -- migration 6. Last before the INSERT, so that rows skipped anyway
+    -- pay nothing; one lookup of hub.channels by primary key.
+    IF NOT EXISTS (SELECT FROM hub.channels c
+                   WHERE c.channel = chan
+                     AND (c.tbl = TG_RELID OR c.tbl IN (SELECT pg_partition_ancestors(TG_RELID)))) THEN
+        RETURN NULL;
     END IF;
     INSERT INTO hub.events (channel, op, client, subject, payload, old)
     VALUES (chan, TG_OP, owner, cur ->> subj, coalesce(payload, '{}'), changed);
