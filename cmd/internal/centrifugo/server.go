@@ -25,9 +25,10 @@ type Server struct {
 	exited chan struct{} // closed when the process has been waited for
 }
 
-// Start writes cfg into dir/centrifugo.json, runs bin with it (output in
-// dir/centrifugo.log) and waits up to a minute until /health answers. The
-// process gets SIGTERM when the caller's process ends.
+// Start writes cfg into dir/centrifugo.json, runs bin with it (output
+// appended to dir/centrifugo.log, so that a restart keeps the earlier
+// lines) and waits up to a minute until /health answers. The process gets
+// SIGTERM when the caller's process ends.
 func Start(ctx context.Context, bin, dir string, cfg Config) (*Server, error) {
 	file, err := cfg.File()
 	if err != nil {
@@ -38,7 +39,7 @@ func Start(ctx context.Context, bin, dir string, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{URL: "http://" + cfg.Addr, LogPath: filepath.Join(dir, "centrifugo.log"), exited: make(chan struct{})}
-	logFile, err := os.Create(s.LogPath)
+	logFile, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
