@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/hubdev/hub/cmd/internal/centrifugo"
 )
 
 // config holds the command line; every field states its default, which
@@ -31,7 +33,8 @@ type config struct {
 	// Rows is how many rows are updated at random (default 1000; w2: 10000,
 	// spread evenly over the tenants).
 	Rows int
-	// Runs repeats the workload (default 1).
+	// Runs repeats the workload (default 1); with two servers it is the
+	// number of pairs, each server running once per pair.
 	Runs int
 	// Drain bounds the wait for the last deliveries after the write phase
 	// (default 30s); the drain also ends after Quiet without a delivery.
@@ -49,6 +52,18 @@ type config struct {
 	ConnsPerKey int
 	// DialConcurrency bounds the connections being opened at once (default 64).
 	DialConcurrency int
+	// Servers are the systems measured, "hub" and "centrifugo" (default
+	// both; the hub alone with URL). With both, the runs alternate in
+	// pairs C H, H C, C H, …, so that drift of the machine touches both.
+	Servers []string
+	// Scan reads the frames with the byte scanner of frame.go instead of a
+	// full JSON decode (-decode scan; default -decode json).
+	Scan bool
+	// CentrifugoBin is a Centrifugo binary to use instead of building
+	// centrifugo.Version into the user's cache directory (default "").
+	CentrifugoBin string
+	// CentrifugoPartitions is the number of outbox partitions (default 1).
+	CentrifugoPartitions int
 
 	// URL is a running hub (e.g. http://127.0.0.1:8080); "" (the default)
 	// builds and starts one on a private cluster.
@@ -75,7 +90,7 @@ var presets = map[string]config{
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
 	var c config
-	var hubEnv string
+	var hubEnv, servers, decode string
 	fs := flag.NewFlagSet("hubload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.Workload, "workload", "w1", "preset: w1 (1000 clients, scores, 100/s), w1sat (1000/s), w2 (5000 clients, 100 tenants, orders, 1000/s), w3 (5000 idle)")
@@ -85,7 +100,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.Duration, "duration", 0, "write phase, or idle hold (default: the preset's)")
 	fs.IntVar(&c.Writers, "writers", 8, "writer connections")
 	fs.IntVar(&c.Rows, "rows", 0, "rows updated at random (default: the preset's)")
-	fs.IntVar(&c.Runs, "runs", 1, "repetitions")
+	fs.IntVar(&c.Runs, "runs", 1, "repetitions; with two servers, pairs")
 	fs.DurationVar(&c.Drain, "drain", 30*time.Second, "longest wait for the last deliveries after the write phase")
 	fs.DurationVar(&c.Quiet, "quiet", 2*time.Second, "the drain ends after this long without a delivery")
 	fs.DurationVar(&c.Settle, "settle", 2*time.Second, "wait after the last subscribe before reading the hub's RSS")
@@ -97,6 +112,10 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "the running hub's database (with -url)")
 	fs.IntVar(&c.ServerPID, "server-pid", 0, "the running hub's pid, for CPU and RSS (with -url)")
 	fs.StringVar(&hubEnv, "hub-env", "", "extra HUB_NAME=value,... (or GODEBUG=…, GOGC=…) for the hub hubload starts")
+	fs.StringVar(&servers, "servers", "hub,centrifugo", "servers measured, in pairs when both (default: hub only with -url)")
+	fs.StringVar(&decode, "decode", "json", "how clients read frames: json (every frame decoded into structs) or scan (the fields measured only)")
+	fs.StringVar(&c.CentrifugoBin, "centrifugo-bin", "", "Centrifugo binary to run (default: build "+centrifugo.Version+" into the user's cache directory)")
+	fs.IntVar(&c.CentrifugoPartitions, "centrifugo-partitions", 1, "partitions of Centrifugo's outbox")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -113,7 +132,16 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	if hubEnv != "" {
 		c.HubEnv = strings.Split(hubEnv, ",")
 	}
-	return c, c.validate()
+	if c.URL != "" && !set["servers"] {
+		servers = hubName
+	}
+	c.Servers = strings.Split(servers, ",")
+	c.Scan = decode == "scan"
+	err := c.validate()
+	if decode != "json" && decode != "scan" {
+		err = errors.Join(err, fmt.Errorf("-decode: %q is neither json nor scan", decode))
+	}
+	return c, err
 }
 
 // applyPreset fills the fields whose flags were not given from p.
@@ -154,6 +182,15 @@ func (c config) validate() error {
 	check(c.SourceAddrs < 1 || c.SourceAddrs > 250, "-source-addrs: must be between 1 and 250")
 	check(c.ConnsPerKey < 1 || c.ConnsPerKey > maxKeyConnections, "-conns-per-key: must be between 1 and 10000")
 	check(c.DialConcurrency < 1, "-dial-concurrency: must be at least 1")
+	check(c.CentrifugoPartitions < 1, "-centrifugo-partitions: must be at least 1")
+	seen := map[string]bool{}
+	for _, s := range c.Servers {
+		check(s != hubName && s != centrifugoName, fmt.Sprintf("-servers: unknown %q (hub, centrifugo)", s))
+		check(seen[s], fmt.Sprintf("-servers: %q twice", s))
+		seen[s] = true
+	}
+	check(c.URL != "" && seen[centrifugoName], "-servers: centrifugo only on the cluster hubload starts, not with -url")
+	check(len(c.HubEnv) > 0 && !seen[hubName], "-hub-env: only when the hub runs")
 	if c.URL != "" {
 		check(c.AdminToken == "", "-admin-token: required with -url")
 		check(c.DatabaseURL == "", "-database-url: required with -url")
@@ -173,10 +210,22 @@ func (c config) validate() error {
 // idle reports whether the run holds connections without writing (w3).
 func (c config) idle() bool { return c.Rate == 0 }
 
-// channel is the channel the clients subscribe to and the writers change.
+// channel is the hub channel the clients subscribe to and the writers
+// change.
 func (c config) channel() string {
 	if c.Tenants > 0 {
 		return "orders"
 	}
 	return "scores"
+}
+
+// table is the channel's table.
+func (c config) table() string { return "public." + c.channel() }
+
+// tenantOf is client i's tenant, "" on a global channel.
+func (c config) tenantOf(i int) string {
+	if c.Tenants == 0 {
+		return ""
+	}
+	return tenantName(i % c.Tenants)
 }

@@ -10,10 +10,12 @@ import (
 // orderIDBase keeps hubload's orders apart from other rows of the table.
 const orderIDBase = 900_000_000
 
-// tenantName is the hub client of tenant i.
+// tenantName is tenant i: the hub client, Centrifugo's user, the rows'
+// client column.
 func tenantName(i int) string { return fmt.Sprintf("hubload-t%03d", i) }
 
-// globalClient owns the keys of the clients of a global channel.
+// globalClient owns the keys of the clients of a global channel (the
+// user of their Centrifugo tokens).
 const globalClient = "hubload"
 
 // prepareRows makes sure the rows the writers update exist: scores

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,14 +17,14 @@ import (
 
 // fleetParams describe the clients of one run.
 type fleetParams struct {
-	URL     string   // the hub's http(s) URL
-	Keys    []string // the API key of each client
+	Server  server   // subscribes each client
+	Clients int      // how many
 	Tenants []string // each client's tenant; nil on a global channel
-	Channel string
-	// After is the newest event before the run: older broadcasts (the
-	// setup's INSERTs, which the hub may still be delivering) are not the
-	// run's and are only counted as early.
-	After       uint64
+	Decode  decodeFunc
+	// Start is when the run began: publications stamped before it (the
+	// setup's INSERTs, a previous run's stragglers) are not the run's and
+	// are only counted as early.
+	Start       time.Time
 	SourceAddrs int
 	Concurrency int
 	Log         io.Writer
@@ -35,8 +33,6 @@ type fleetParams struct {
 // fleet is the run's WebSocket clients; each has one reading goroutine.
 type fleet struct {
 	p         fleetParams
-	stampKey  []byte
-	tenantKey []byte
 	hist      histogram
 	wg        sync.WaitGroup
 	closing   atomic.Bool
@@ -53,29 +49,26 @@ type fleet struct {
 // wsClient is one connection; its counters are written by its reading
 // goroutine and read by the run's.
 type wsClient struct {
-	idx      int
-	tenant   []byte // nil on a global channel
-	conn     *websocket.Conn
-	received atomic.Uint64 // the run's broadcasts
-	early    atomic.Uint64 // broadcasts of events before the run's
-	foreign  atomic.Uint64 // broadcasts of another tenant
-	disorder atomic.Uint64 // positions not after the previous one: duplicates or out of order
-	noStamp  atomic.Uint64
-	lastXid  uint64 // reading goroutine only
-	lastID   uint64
+	idx         int
+	tenant      string // "" on a global channel
+	conn        *websocket.Conn
+	received    atomic.Uint64 // the run's publications
+	early       atomic.Uint64 // publications stamped before the run
+	foreign     atomic.Uint64 // publications of another tenant
+	disorder    atomic.Uint64 // a row's counter not above its previous one: duplicates or out of order
+	posDisorder atomic.Uint64 // the hub's positions not after the previous one
+	noStamp     atomic.Uint64
+	undecodable atomic.Uint64 // messages that did not decode, in whole or in part
+
+	// Reading goroutine only.
+	lastPos position
+	lastSeq map[int64]int64 // by row
 }
 
 // dialFleet opens and subscribes every client; those that fail are
 // counted. It returns an error only when none connected or ctx ended.
 func dialFleet(ctx context.Context, p fleetParams) (*fleet, error) {
-	f := &fleet{p: p, closeErr: map[string]int{}, stampKey: []byte(`"updatedAt":`)}
-	if p.Tenants != nil {
-		f.stampKey, f.tenantKey = []byte(`"matchedAt":`), []byte(`"client":`)
-	}
-	wsURL, err := websocketURL(p.URL)
-	if err != nil {
-		return nil, err
-	}
+	f := &fleet{p: p, closeErr: map[string]int{}}
 	dialers := make([]*websocket.Dialer, p.SourceAddrs)
 	for i := range dialers {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(2+i))}, Timeout: 30 * time.Second}
@@ -84,9 +77,9 @@ func dialFleet(ctx context.Context, p fleetParams) (*fleet, error) {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(p.Concurrency)
-	for i := range p.Keys {
+	for i := range p.Clients {
 		g.Go(func() error {
-			f.dialOne(gctx, dialers[i%len(dialers)], wsURL, i)
+			f.dialOne(gctx, dialers[i%len(dialers)], i)
 			return nil
 		})
 	}
@@ -102,7 +95,8 @@ func dialFleet(ctx context.Context, p fleetParams) (*fleet, error) {
 	return f, nil
 }
 
-func websocketURL(httpURL string) (string, error) {
+// websocketURL is the WebSocket endpoint path of the server at httpURL.
+func websocketURL(httpURL, path string) (string, error) {
 	u, err := url.Parse(httpURL)
 	if err != nil {
 		return "", fmt.Errorf("-url: %w", err)
@@ -111,16 +105,16 @@ func websocketURL(httpURL string) (string, error) {
 	if u.Scheme == "" {
 		return "", fmt.Errorf("-url: %q is not http(s)", httpURL)
 	}
-	u.Path = "/ws/subscribe"
+	u.Path = path
 	return u.String(), nil
 }
 
-func (f *fleet) dialOne(ctx context.Context, d *websocket.Dialer, wsURL string, i int) {
+func (f *fleet) dialOne(ctx context.Context, d *websocket.Dialer, i int) {
 	c := &wsClient{idx: i}
 	if f.p.Tenants != nil {
-		c.tenant = []byte(f.p.Tenants[i])
+		c.tenant = f.p.Tenants[i]
 	}
-	conn, err := f.subscribe(ctx, d, wsURL, f.p.Keys[i])
+	conn, err := f.p.Server.subscribe(ctx, d, i)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err != nil {
@@ -141,35 +135,7 @@ func (f *fleet) dialOne(ctx context.Context, d *websocket.Dialer, wsURL string, 
 	go f.read(c) // ends when the connection closes: close closes it
 }
 
-// subscribe opens one connection and waits for its "subscribed" reply.
-func (f *fleet) subscribe(ctx context.Context, d *websocket.Dialer, wsURL, key string) (*websocket.Conn, error) {
-	conn, resp, err := d.DialContext(ctx, wsURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
-	}
-	resp.Body.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() }) // Ctrl-C ends the wait for the reply
-	defer stop()
-	req, _ := json.Marshal(map[string]any{"type": "subscribe", "apiKey": key, "channels": []string{f.p.Channel}})
-	_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if err := conn.WriteMessage(websocket.TextMessage, req); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("send subscribe: %w", err)
-	}
-	_, msg, err := conn.ReadMessage()
-	if err == nil && !bytes.HasPrefix(msg, []byte(`{"type":"subscribed"`)) {
-		err = fmt.Errorf("subscribe answered %s", msg)
-	}
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	return conn, nil
-}
-
-// read counts and times c's broadcasts until the connection ends.
+// read counts and times c's publications until the connection ends.
 func (f *fleet) read(c *wsClient) {
 	defer f.wg.Done()
 	buf := make([]byte, 0, 1024)
@@ -194,33 +160,58 @@ func (f *fleet) read(c *wsClient) {
 				return
 			}
 		}
-		f.frame(c, buf, time.Now())
+		if err := f.message(c, buf, time.Now()); err != nil {
+			f.ended(err)
+			return
+		}
 	}
 }
 
-// frame takes one message received at now.
-func (f *fleet) frame(c *wsClient, msg []byte, now time.Time) {
-	b, ok := parseBroadcast(msg, f.stampKey, f.tenantKey)
-	if !ok {
-		return // heartbeat, pong
+// message takes one message received at now; an error (of the reply)
+// ends the connection.
+func (f *fleet) message(c *wsClient, msg []byte, now time.Time) error {
+	reply, err := f.p.Decode(msg, func(d delivery) { f.deliver(c, d, now) })
+	if err != nil {
+		c.undecodable.Add(1)
 	}
-	if b.ID <= f.p.After {
+	if reply == nil {
+		return nil
+	}
+	_ = c.conn.SetWriteDeadline(now.Add(10 * time.Second))
+	return c.conn.WriteMessage(websocket.TextMessage, reply)
+}
+
+// deliver counts, checks and times one publication.
+func (f *fleet) deliver(c *wsClient, d delivery, now time.Time) {
+	if !d.stamp.IsZero() && d.stamp.Before(f.p.Start) {
 		c.early.Add(1)
 		return
 	}
 	c.received.Add(1)
-	if b.Xid < c.lastXid || (b.Xid == c.lastXid && b.ID <= c.lastID) {
-		c.disorder.Add(1)
+	if d.pos != (position{}) {
+		if !d.pos.after(c.lastPos) {
+			c.posDisorder.Add(1)
+		}
+		c.lastPos = d.pos
 	}
-	c.lastXid, c.lastID = b.Xid, b.ID
-	if c.tenant != nil && !bytes.Equal(b.Tenant, c.tenant) {
+	if c.tenant != "" && d.tenant != c.tenant {
 		c.foreign.Add(1)
 	}
-	if b.Stamp.IsZero() {
+	if d.hasSeq {
+		if c.lastSeq == nil {
+			c.lastSeq = map[int64]int64{}
+		}
+		if last, seen := c.lastSeq[d.row]; seen && d.seq <= last {
+			c.disorder.Add(1)
+		} else {
+			c.lastSeq[d.row] = d.seq
+		}
+	}
+	if d.stamp.IsZero() {
 		c.noStamp.Add(1)
 		return
 	}
-	f.hist.record(c.idx, now.Sub(b.Stamp))
+	f.hist.record(c.idx, now.Sub(d.stamp))
 }
 
 // ended records why a connection ended, unless hubload closed it.

@@ -16,25 +16,22 @@ type load struct {
 	out    *report
 	log    io.Writer
 
-	admin   *admin
-	ctl     *pgx.Conn // control connection: rows, the log's counts
+	ctl     *pgx.Conn // control connection: rows, triggers, the ledgers
 	writers *writers  // nil when idle
-	keys    []string  // client i's API key
 	tenants []string  // client i's tenant; nil on a global channel
-	keyIDs  []int64   // to revoke at the end
 }
 
 func (l *load) run(ctx context.Context) error {
-	l.admin = newAdmin(l.target.url, l.target.adminToken)
 	ctl, err := pgx.Connect(ctx, l.target.databaseURL)
 	if err != nil {
-		return fmt.Errorf("connect to the hub's database: %w", err)
+		return fmt.Errorf("connect to the database: %w", err)
 	}
 	l.ctl = ctl
 	defer ctl.Close(context.Background())
-	defer l.revokeKeys()
-	if err := l.createKeys(ctx); err != nil {
-		return err
+	if l.cfg.Tenants > 0 {
+		for i := range l.cfg.Clients {
+			l.tenants = append(l.tenants, l.cfg.tenantOf(i))
+		}
 	}
 	if !l.cfg.idle() {
 		if err := prepareRows(ctx, ctl, l.cfg); err != nil {
@@ -46,148 +43,131 @@ func (l *load) run(ctx context.Context) error {
 		defer l.writers.close()
 	}
 	for run := 1; run <= l.cfg.Runs; run++ {
-		res, err := l.once(ctx, run)
-		if err != nil {
-			return err
-		}
-		l.out.add(res)
-	}
-	return nil
-}
-
-// createKeys creates the hub clients and their keys: one key per
-// -conns-per-key clients of each.
-func (l *load) createKeys(ctx context.Context) error {
-	names := []string{globalClient}
-	if l.cfg.Tenants > 0 {
-		names = names[:0]
-		for i := range l.cfg.Tenants {
-			names = append(names, tenantName(i))
-		}
-	}
-	l.progress("creating %d hub client(s) and their keys through the admin API", len(names))
-	byName := map[string][]string{}
-	for _, name := range names {
-		if err := l.admin.clientCreate(ctx, name); err != nil {
-			return err
-		}
-		share := (l.cfg.Clients + len(names) - 1) / len(names)
-		for range (share + l.cfg.ConnsPerKey - 1) / l.cfg.ConnsPerKey {
-			k, err := l.admin.keyCreate(ctx, name, maxKeyConnections)
+		for _, s := range l.order(run) {
+			res, err := l.once(ctx, s, run)
 			if err != nil {
 				return err
 			}
-			l.keyIDs = append(l.keyIDs, k.ID)
-			byName[name] = append(byName[name], k.Key)
-		}
-	}
-	for i := range l.cfg.Clients {
-		name := names[i%len(names)]
-		keys := byName[name]
-		l.keys = append(l.keys, keys[(i/len(names))/l.cfg.ConnsPerKey%len(keys)])
-		if l.cfg.Tenants > 0 {
-			l.tenants = append(l.tenants, name)
+			l.out.add(res)
 		}
 	}
 	return nil
 }
 
-// revokeKeys revokes the run's keys; it runs after ctx may have ended.
-func (l *load) revokeKeys() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, id := range l.keyIDs {
-		if err := l.admin.keyRevoke(ctx, id); err != nil {
-			l.progress("revoke key %d: %v", id, err)
-			return
-		}
+// order is the servers of run (pair) n: Centrifugo first in odd pairs, the
+// hub first in even ones (C H, H C, C H, …), so that each server runs as
+// often first as second and drift of the machine touches both alike.
+func (l *load) order(n int) []server {
+	s := l.target.servers
+	if len(s) != 2 {
+		return s
 	}
+	cf, hub := s[0], s[1]
+	if cf.name() != centrifugoName {
+		cf, hub = hub, cf
+	}
+	if n%2 == 1 {
+		return []server{cf, hub}
+	}
+	return []server{hub, cf}
 }
 
-// once is one run: connect, measure the idle connections, write, drain,
-// count.
-func (l *load) once(ctx context.Context, run int) (result, error) {
-	res := newResult(l.cfg, run)
-	baseline, err := lastEventID(ctx, l.ctl)
+// once is one run of s: switch the triggers to s, connect, measure the
+// idle connections, write, drain, count.
+func (l *load) once(ctx context.Context, s server, run int) (result, error) {
+	res := newResult(l.cfg, s.name(), run)
+	if err := l.target.activate(ctx, l.ctl, l.cfg.table(), s); err != nil {
+		return res, err
+	}
+	if l.cfg.idle() && l.target.private {
+		// A process that held connections before keeps heap it has not
+		// returned to the system yet: the RSS per connection of an idle
+		// run is taken on a fresh one.
+		l.progress("run %d: restarting %s", run, s.name())
+		if err := s.restart(ctx); err != nil {
+			return res, err
+		}
+	}
+	led, err := s.openLedger(ctx, l.ctl)
 	if err != nil {
 		return res, err
 	}
-	rss0 := l.hubRSS()
-	go0, goOK := scrapeGoMetrics(ctx, l.target.url)
-	l.progress("run %d: connecting %d clients to %s", run, l.cfg.Clients, l.cfg.channel())
-	t0 := time.Now()
-	f, err := dialFleet(ctx, fleetParams{URL: l.target.url, Keys: l.keys, Tenants: l.tenants,
-		Channel: l.cfg.channel(), After: uint64(baseline), SourceAddrs: l.cfg.SourceAddrs, Concurrency: l.cfg.DialConcurrency, Log: l.log})
+	start := time.Now()
+	rss0 := l.serverRSS(s)
+	go0, goOK := scrapeGoMetrics(ctx, s.baseURL())
+	l.progress("run %d: connecting %d clients to %s on %s", run, l.cfg.Clients, s.name(), l.cfg.channel())
+	f, err := dialFleet(ctx, fleetParams{Server: s, Clients: l.cfg.Clients, Tenants: l.tenants,
+		Decode: s.decoder(l.cfg.channel(), l.cfg.Scan), Start: start,
+		SourceAddrs: l.cfg.SourceAddrs, Concurrency: l.cfg.DialConcurrency, Log: l.log})
 	if err != nil {
 		return res, err
 	}
 	defer f.close()
-	res.Connected, res.ConnectFailed, res.ConnectS = f.connected(), l.cfg.Clients-f.connected(), time.Since(t0).Seconds()
+	res.Connected, res.ConnectFailed, res.ConnectS = f.connected(), l.cfg.Clients-f.connected(), time.Since(start).Seconds()
 	l.progress("run %d: %d connected in %.1fs", run, res.Connected, res.ConnectS)
 	if err := sleepUntil(ctx, time.Now().Add(l.cfg.Settle)); err != nil {
 		return res, err
 	}
-	res.setRSS(rss0, l.hubRSS())
-	if go1, ok := scrapeGoMetrics(ctx, l.target.url); goOK && ok && res.Connected > 0 {
+	res.setRSS(rss0, l.serverRSS(s))
+	if go1, ok := scrapeGoMetrics(ctx, s.baseURL()); goOK && ok && res.Connected > 0 {
 		pc := perConnection(go0, go1, res.Connected)
 		res.GoPerConn = &pc
 	}
 	if l.cfg.idle() {
-		return l.hold(ctx, f, res)
+		return l.hold(ctx, s, f, res)
 	}
-	return l.write(ctx, f, res, baseline)
+	return l.write(ctx, s, f, led, res)
 }
 
 // hold keeps the connections idle for the duration (w3).
-func (l *load) hold(ctx context.Context, f *fleet, res result) (result, error) {
+func (l *load) hold(ctx context.Context, s server, f *fleet, res result) (result, error) {
 	l.progress("run %d: holding %d idle connections for %s", res.Run, res.Connected, l.cfg.Duration)
-	m0 := markCPU(l.target.pid, l.target.pgPID)
+	m0 := markCPU(s.pid(), l.target.pgPID)
 	if err := sleepUntil(ctx, time.Now().Add(l.cfg.Duration)); err != nil {
 		return res, err
 	}
-	res.setCPU(m0, markCPU(l.target.pid, l.target.pgPID), 0)
+	res.setCPU(m0, markCPU(s.pid(), l.target.pgPID), 0)
 	res.Dropped = f.dropped()
 	res.Held = f.connected() - sumValues(res.Dropped)
 	return res, nil
 }
 
 // write runs the write phase and the drain, then counts.
-func (l *load) write(ctx context.Context, f *fleet, res result, baseline int64) (result, error) {
+func (l *load) write(ctx context.Context, s server, f *fleet, led ledger, res result) (result, error) {
 	l.progress("run %d: writing %d UPDATE/s for %s", res.Run, l.cfg.Rate, l.cfg.Duration)
-	recv0, m0 := f.received(), markCPU(l.target.pid, l.target.pgPID)
+	recv0, m0 := f.received(), markCPU(s.pid(), l.target.pgPID)
 	wr, err := l.writers.run(ctx, l.cfg.Rate, l.cfg.Duration)
 	if err != nil {
 		return res, err
 	}
 	res.setWrites(wr, f.received()-recv0)
-	counts, err := committedEvents(ctx, l.ctl, l.cfg.channel(), baseline)
+	counts, err := led.committed(ctx, wr)
 	if err != nil {
 		return res, err
 	}
-	expected := l.expected(f, counts)
-	drained, complete, err := l.drain(ctx, f, recv0+expected)
+	drained, complete, err := l.drain(ctx, f, recv0+expected(f, counts))
 	if err != nil {
 		return res, err
 	}
 	res.DrainS, res.DrainIncomplete = drained.Seconds(), !complete
-	res.setCPU(m0, markCPU(l.target.pid, l.target.pgPID), f.received()-recv0)
+	res.setCPU(m0, markCPU(s.pid(), l.target.pgPID), f.received()-recv0)
 	res.setDeliveries(f, counts)
 	res.Dropped = f.dropped()
-	return res, nil
+	return res, led.settle(ctx, &res)
 }
 
 // expected sums what every client should receive of the counted events.
-func (l *load) expected(f *fleet, counts map[string]uint64) uint64 {
+func expected(f *fleet, counts map[string]uint64) uint64 {
 	var n uint64
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for _, c := range f.clients {
-		n += counts[string(c.tenant)]
+		n += counts[c.tenant]
 	}
 	return n
 }
 
-// drain waits until the clients have received want broadcasts in all,
+// drain waits until the clients have received want publications in all,
 // nothing arrived for -quiet, or -drain passed. It returns the time from
 // the call to the last delivery seen, and whether all arrived.
 func (l *load) drain(ctx context.Context, f *fleet, want uint64) (time.Duration, bool, error) {
@@ -212,13 +192,13 @@ func (l *load) drain(ctx context.Context, f *fleet, want uint64) (time.Duration,
 	return last.Sub(start), true, nil
 }
 
-func (l *load) hubRSS() int64 {
-	if l.target.pid == 0 {
+func (l *load) serverRSS(s server) int64 {
+	if s.pid() == 0 {
 		return 0
 	}
-	kb, err := procRSS(l.target.pid)
+	kb, err := procRSS(s.pid())
 	if err != nil {
-		l.progress("hub RSS: %v", err)
+		l.progress("%s RSS: %v", s.name(), err)
 	}
 	return kb
 }

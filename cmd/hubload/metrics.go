@@ -8,15 +8,17 @@ import (
 	"strings"
 )
 
-// goMetrics are the hub's Go runtime figures from GET /metrics (SPEC §8),
-// to split its memory per connection into stacks and heap.
+// goMetrics are a server's Go runtime figures from GET /metrics (the hub's,
+// SPEC §8; Centrifugo's with "prometheus" on), to split its memory per
+// connection into stacks and heap.
 type goMetrics struct {
 	Goroutines float64
 	StackBytes float64 // go_memstats_stack_inuse_bytes
 	HeapBytes  float64 // go_memstats_heap_inuse_bytes
 }
 
-// scrapeGoMetrics reads the hub's /metrics; ok is false when it has none.
+// scrapeGoMetrics reads the server's /metrics; ok is false when it has
+// none.
 func scrapeGoMetrics(ctx context.Context, baseURL string) (m goMetrics, ok bool) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, baseURL+"/metrics", nil)
 	if err != nil {
@@ -50,7 +52,7 @@ func scrapeGoMetrics(ctx context.Context, baseURL string) (m goMetrics, ok bool)
 	return m, found == len(want)
 }
 
-// perConn is the growth of the hub's Go figures from before to after the
+// perConn is the growth of the server's Go figures from before to after the
 // connections, divided by their number.
 type perConn struct {
 	Goroutines float64 `json:"goroutines"`

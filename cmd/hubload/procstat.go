@@ -127,16 +127,16 @@ func selfCPU() time.Duration {
 // difference of two marks.
 type cpuMark struct {
 	at          time.Time
-	hub         time.Duration // 0 when the hub's pid is unknown
+	server      time.Duration // 0 when the server's pid is unknown
 	pg          time.Duration // 0 when the postmaster's pid is unknown
 	self        time.Duration
 	busy, total time.Duration
 }
 
-func markCPU(hubPID, pgPID int) cpuMark {
+func markCPU(serverPID, pgPID int) cpuMark {
 	m := cpuMark{at: time.Now(), self: selfCPU()}
-	if hubPID != 0 {
-		m.hub, _ = procCPU(hubPID)
+	if serverPID != 0 {
+		m.server, _ = procCPU(serverPID)
 	}
 	if pgPID != 0 {
 		m.pg, _ = treeCPU(pgPID)

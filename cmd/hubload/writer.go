@@ -11,12 +11,14 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// The UPDATEs stamp the row with the time of the statement, which the
-// clients subtract from their receive time.
+// The UPDATEs stamp the row with the writer's clock read just before it
+// sends the statement ($2), which the clients subtract from their receive
+// time: the same start for every server, whatever the trigger does. The
+// counter each one increments lets the clients check every row's order.
 const (
-	updateScore = `UPDATE public.scores SET updated_at = clock_timestamp(), current_minute = current_minute + 1
+	updateScore = `UPDATE public.scores SET updated_at = $2, current_minute = current_minute + 1
 		WHERE fixture_id = 'hubload-' || $1::int`
-	updateOrder = `UPDATE public.orders SET matched_at = clock_timestamp(), matched_stake = matched_stake + 1
+	updateOrder = `UPDATE public.orders SET matched_at = $2, matched_stake = matched_stake + 1
 		WHERE order_id = $1::bigint`
 )
 
@@ -26,10 +28,13 @@ type writers struct {
 	sql   string
 	base  int64 // the first row's key: 0 for scores fixtures, orderIDBase for orders
 	rows  int
+	// tenants is the number of tenants; row i belongs to tenant i % tenants
+	// (prepareRows). 0 on a global channel.
+	tenants int
 }
 
 func openWriters(ctx context.Context, databaseURL string, cfg config) (*writers, error) {
-	w := &writers{sql: updateScore, rows: cfg.Rows}
+	w := &writers{sql: updateScore, rows: cfg.Rows, tenants: cfg.Tenants}
 	if cfg.Tenants > 0 {
 		w.sql, w.base = updateOrder, orderIDBase
 	}
@@ -53,9 +58,13 @@ func (w *writers) close() {
 // writeResult is one write phase.
 type writeResult struct {
 	Committed uint64
-	Errors    uint64
-	Elapsed   time.Duration
-	Commit    latency // the UPDATE's round trip, autocommit
+	// ByTenant counts the committed UPDATEs by tenant name ("" on a
+	// global channel): what each client should receive from a server that
+	// keeps no log of its own.
+	ByTenant map[string]uint64
+	Errors   uint64 // failed, or matched no row
+	Elapsed  time.Duration
+	Commit   latency // the UPDATE's round trip, autocommit
 }
 
 // run paces rate UPDATEs per second over the writers for d: writer i
@@ -63,7 +72,8 @@ type writeResult struct {
 // writer behind its schedule writes at once, so the offered rate holds
 // while the database keeps up, and the committed count shows when not.
 func (w *writers) run(ctx context.Context, rate int, d time.Duration) (writeResult, error) {
-	var committed, failed atomic.Uint64
+	var failed atomic.Uint64
+	byTenant := make([]atomic.Uint64, max(w.tenants, 1))
 	var hist histogram
 	start := time.Now()
 	end := start.Add(d)
@@ -76,8 +86,10 @@ func (w *writers) run(ctx context.Context, rate int, d time.Duration) (writeResu
 				if err := sleepUntil(gctx, next); err != nil {
 					return err
 				}
+				row := rand.Int64N(int64(w.rows))
 				t0 := time.Now()
-				if _, err := c.Exec(gctx, w.sql, w.base+rand.Int64N(int64(w.rows))); err != nil {
+				tag, err := c.Exec(gctx, w.sql, w.base+row, t0)
+				if err != nil || tag.RowsAffected() != 1 {
 					if gctx.Err() != nil {
 						return gctx.Err()
 					}
@@ -85,13 +97,31 @@ func (w *writers) run(ctx context.Context, rate int, d time.Duration) (writeResu
 					continue
 				}
 				hist.record(i, time.Since(t0))
-				committed.Add(1)
+				byTenant[w.tenantOf(row)].Add(1)
 			}
 			return nil
 		})
 	}
 	err := g.Wait()
-	return writeResult{Committed: committed.Load(), Errors: failed.Load(), Elapsed: time.Since(start), Commit: hist.summary()}, err
+	res := writeResult{ByTenant: map[string]uint64{}, Errors: failed.Load(), Elapsed: time.Since(start), Commit: hist.summary()}
+	for t := range byTenant {
+		n := byTenant[t].Load()
+		res.Committed += n
+		if w.tenants == 0 {
+			res.ByTenant[""] = n
+		} else if n > 0 {
+			res.ByTenant[tenantName(t)] = n
+		}
+	}
+	return res, err
+}
+
+// tenantOf is the index of row's tenant, 0 on a global channel.
+func (w *writers) tenantOf(row int64) int {
+	if w.tenants == 0 {
+		return 0
+	}
+	return int(row % int64(w.tenants))
 }
 
 // sleepUntil waits until t or the end of ctx.
