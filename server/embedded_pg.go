@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/hubdev/hub/server/demo"
 	"github.com/hubdev/hub/store"
 	"github.com/hubdev/hub/store/localpg"
 )
@@ -22,7 +23,6 @@ import (
 // The embedded mode's names (SPEC §9).
 const (
 	embeddedDB     = "hub"
-	demoClient     = "demo"
 	demoKeyLabel   = "demo"
 	adminTokenFile = "admin-token"
 )
@@ -188,13 +188,13 @@ func (pg *embeddedPG) welcome(ctx context.Context, st *store.Store, adminToken, 
 // demoKey makes sure client demo exists and replaces its key: keys are
 // stored hashed, so the previous one cannot be shown again (SPEC §9).
 func demoKey(ctx context.Context, st *store.Store) (string, error) {
-	if err := st.ClientEnsure(ctx, demoClient); err != nil {
+	if err := st.ClientEnsure(ctx, demo.Client); err != nil {
 		return "", err
 	}
-	if err := st.APIKeyRevokeLabel(ctx, demoClient, demoKeyLabel); err != nil {
+	if err := st.APIKeyRevokeLabel(ctx, demo.Client, demoKeyLabel); err != nil {
 		return "", err
 	}
-	_, key, err := st.APIKeyCreate(ctx, store.APIKeyCreateParams{Client: demoClient, Label: demoKeyLabel})
+	_, key, err := st.APIKeyCreate(ctx, store.APIKeyCreateParams{Client: demo.Client, Label: demoKeyLabel})
 	if err != nil {
 		return "", err
 	}

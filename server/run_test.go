@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hubdev/hub/migrations"
+	"github.com/hubdev/hub/server/demo"
 	"github.com/hubdev/hub/store"
 	"github.com/hubdev/hub/store/storetest"
 )
@@ -215,7 +216,7 @@ func TestServeEmbeddedKeepsDataAcrossRestarts(t *testing.T) {
 	st := store.New(pool)
 	_, err = st.ClientGet(ctx, "kept")
 	require.NoError(t, err, "a row written in the first run survives the restart")
-	keys, err := st.APIKeyList(ctx, demoClient)
+	keys, err := st.APIKeyList(ctx, demo.Client)
 	require.NoError(t, err)
 	require.Len(t, keys, 2)
 	old, err := st.APIKeyLookup(ctx, key1)

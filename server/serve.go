@@ -18,6 +18,7 @@ import (
 	"github.com/hubdev/hub/api"
 	"github.com/hubdev/hub/hub"
 	"github.com/hubdev/hub/migrations"
+	"github.com/hubdev/hub/server/demo"
 	"github.com/hubdev/hub/store"
 )
 
@@ -122,7 +123,7 @@ func runParts(ctx context.Context, cfg Config, p parts, log *slog.Logger) error 
 	g.Go(func() error { return p.node.Run(gctx) })
 	g.Go(func() error { return p.stats.Run(gctx) })
 	if cfg.Demo {
-		g.Go(func() error { return runDemo(gctx, p.pool, log) })
+		g.Go(func() error { return demo.Run(gctx, p.pool, log) })
 	}
 	if cfg.PprofAddr != "" {
 		g.Go(func() error { return servePprof(gctx, cfg.PprofAddr, log) })

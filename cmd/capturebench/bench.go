@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/hubdev/hub/cmd/internal/centrifugo"
 	"github.com/hubdev/hub/hub"
 	"github.com/hubdev/hub/store"
 )
@@ -99,7 +100,17 @@ var taxVariants = []taxVariant{
 		Setup: []string{attachOrders, disarmedDoorbell}},
 	{Name: "hub ringing", What: "hub.capture, no doorbell row: every transaction notifies (an idle node; the capture before migration 7)",
 		Setup: []string{attachOrders, `TRUNCATE hub.doorbell`}},
+	{Name: "centrifugo", What: "Centrifugo v5's PostgreSQL outbox: to_jsonb(NEW) into the outbox, and pg_notify (cmd/internal/centrifugo)",
+		Setup: []string{detachOrders, centrifugo.SchemaSQL, `TRUNCATE ` + centrifugo.OutboxTable, centrifugoOrders}},
 }
+
+// centrifugoOrders publishes orders per tenant, as hubload's Centrifugo
+// target does.
+var centrifugoOrders = centrifugo.AttachSQL(centrifugo.Attach{Table: "public.orders", Channel: "orders",
+	TenantColumn: "client", Ops: []string{"INSERT", "UPDATE"}})
+
+// noCentrifugo removes the outbox trigger after its phase.
+var noCentrifugo = `DROP TRIGGER IF EXISTS ` + centrifugo.TriggerName + ` ON public.orders`
 
 // baseline is the variant the others are divided by.
 const baseline = "none"
@@ -111,7 +122,7 @@ func (b *bench) taxPhases(ctx context.Context, run int) (taxResult, error) {
 	for i := range taxVariants {
 		v := taxVariants[(i+run-1)%len(taxVariants)]
 		res.Order = append(res.Order, v.Name)
-		setup := append(append([]string{}, v.Setup...), `TRUNCATE hub.events`, `VACUUM public.orders`)
+		setup := append(append([]string{noCentrifugo}, v.Setup...), `TRUNCATE hub.events`, `VACUUM public.orders`)
 		if err := b.db.exec(ctx, setup...); err != nil {
 			return taxResult{}, err
 		}
@@ -122,7 +133,7 @@ func (b *bench) taxPhases(ctx context.Context, run int) (taxResult, error) {
 		}
 		res.Phases[v.Name] = lr
 	}
-	return res, b.db.exec(ctx, attachOrders, `TRUNCATE hub.doorbell`)
+	return res, b.db.exec(ctx, noCentrifugo, attachOrders, `TRUNCATE hub.doorbell`)
 }
 
 // lagResult is one lag phase.

@@ -1,4 +1,4 @@
-package main
+package demo
 
 import (
 	"context"
@@ -37,7 +37,7 @@ func TestDemoWritesEveryChannel(t *testing.T) {
 	t.Parallel()
 	pool, _ := storetest.NewPool(t)
 	log := slog.New(slog.NewTextHandler(testLogWriter{t: t}, nil))
-	d := newDemo(pool, demoConfig{MinInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, Logger: log})
+	d := newDemo(pool, config{MinInterval: time.Millisecond, MaxInterval: 5 * time.Millisecond, Logger: log})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
@@ -48,7 +48,7 @@ func TestDemoWritesEveryChannel(t *testing.T) {
 		rows, err := pool.Query(context.Background(), `
 			SELECT channel || ':' || op, count(*) FROM hub.events
 			WHERE client = $1 OR (channel = 'scores' AND client IS NULL)
-			GROUP BY 1`, demoClient)
+			GROUP BY 1`, Client)
 		require.NoError(t, err)
 		defer rows.Close()
 		n := map[string]int{}
@@ -115,7 +115,7 @@ func TestDemoRetriesAfterErrors(t *testing.T) {
 	require.NoError(t, err)
 	failed := make(chan struct{}, 1)
 	log := slog.New(slog.NewTextHandler(testLogWriter{t: t, match: "write failed", seen: failed}, nil))
-	d := newDemo(pool, demoConfig{MinInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond, RetryInterval: 10 * time.Millisecond, Logger: log})
+	d := newDemo(pool, config{MinInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond, RetryInterval: 10 * time.Millisecond, Logger: log})
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -141,19 +141,19 @@ func TestDemoRetriesAfterErrors(t *testing.T) {
 	require.NoError(t, <-done)
 }
 
-// TestRunDemo runs the simulator at its gentle default rate: its first
+// TestRun runs the simulator at its gentle default rate: its first
 // write, the seed, comes at once, so a first run has something to show.
-func TestRunDemo(t *testing.T) {
+func TestRun(t *testing.T) {
 	t.Parallel()
 	pool, _ := storetest.NewPool(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- runDemo(ctx, pool, slog.New(slog.NewTextHandler(testLogWriter{t: t}, nil))) }()
+	go func() { done <- Run(ctx, pool, slog.New(slog.NewTextHandler(testLogWriter{t: t}, nil))) }()
 	require.Eventually(t, func() bool {
 		var n int
 		require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM hub.events WHERE channel IN ('accounts', 'scores')`).Scan(&n))
-		return n >= len(demoAccounts)+demoPitches
+		return n >= len(accounts)+pitches
 	}, 30*time.Second, 20*time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
@@ -161,10 +161,10 @@ func TestRunDemo(t *testing.T) {
 
 func TestDemoConfigDefaults(t *testing.T) {
 	t.Parallel()
-	c := demoConfig{}.withDefaults()
+	c := config{}.withDefaults()
 	require.Equal(t, 500*time.Millisecond, c.MinInterval)
 	require.Equal(t, 2*time.Second, c.MaxInterval)
 	require.NotNil(t, c.Logger)
-	c = demoConfig{MinInterval: 3 * time.Second}.withDefaults()
+	c = config{MinInterval: 3 * time.Second}.withDefaults()
 	require.Equal(t, 3*time.Second, c.MaxInterval, "the maximum is never below the minimum")
 }

@@ -1,4 +1,8 @@
-package main
+// Package demo is the demo data simulator (HUB_DEMO, SPEC §9): it plays
+// the applications that write the business tables, so that a first `make
+// run` has something to show. It writes plain SQL like any application
+// would; the hub sees it only through its triggers.
+package demo
 
 import (
 	"cmp"
@@ -14,21 +18,20 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// The demo simulator (HUB_DEMO, SPEC §9) plays the applications that write
-// the business tables, so that a first `make run` has something to show:
-// orders placed on exchanges and filled, hedge bets at bookmakers after
-// each fill, the balances they move and live scores. It writes plain SQL
-// like any application would; the hub sees it only through its triggers.
+// Client is the hub client whose rows the simulator writes: orders placed
+// on exchanges and filled, hedge bets at bookmakers after each fill, the
+// balances they move, and (global) live scores.
+const Client = "demo"
 
-// runDemo writes demo data for client demo at a gentle rate until ctx
-// ends; it returns nil then. Errors (the database restarting, say) are
-// logged and the step is retried after a pause.
-func runDemo(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
-	return newDemo(pool, demoConfig{Logger: log}).run(ctx)
+// Run writes demo data for Client at a gentle rate until ctx ends; it
+// returns nil then. Errors (the database restarting, say) are logged and
+// the step is retried after a pause.
+func Run(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
+	return newDemo(pool, config{Logger: log}).run(ctx)
 }
 
-// demoConfig tunes the simulator; the zero value is the gentle default.
-type demoConfig struct {
+// config tunes the simulator; the zero value is the gentle default.
+type config struct {
 	// MinInterval and MaxInterval bound the pause between two writes
 	// (default 500ms and 2s).
 	MinInterval, MaxInterval time.Duration
@@ -37,7 +40,7 @@ type demoConfig struct {
 	Logger        *slog.Logger
 }
 
-func (c demoConfig) withDefaults() demoConfig {
+func (c config) withDefaults() config {
 	c.MinInterval = cmp.Or(c.MinInterval, 500*time.Millisecond)
 	c.MaxInterval = max(cmp.Or(c.MaxInterval, 2*time.Second), c.MinInterval)
 	c.RetryInterval = cmp.Or(c.RetryInterval, 2*time.Second)
@@ -47,14 +50,14 @@ func (c demoConfig) withDefaults() demoConfig {
 	return c
 }
 
-// demoAccount is a trading account of client demo at one venue.
-type demoAccount struct {
+// account is a trading account of client demo at one venue.
+type account struct {
 	id, venue, currency string
 	exchange            bool    // orders go to exchange accounts, bets to bookmaker ones
 	balance             float64 // opening balance
 }
 
-var demoAccounts = []demoAccount{
+var accounts = []account{
 	{"pm-7f3a91", "polymarket", "USD", true, 25000},
 	{"bf-118204", "betfair", "GBP", true, 18000},
 	{"pin-55021", "pinnacle", "EUR", false, 12000},
@@ -62,13 +65,13 @@ var demoAccounts = []demoAccount{
 	{"sbo-30177", "sbobet", "EUR", false, 10000},
 }
 
-// demoPitches is how many fixtures are in play at once.
-const demoPitches = 3
+// pitches is how many fixtures are in play at once.
+const pitches = 3
 
-// demoOrder is an order the simulator placed and has not finished with.
-type demoOrder struct {
+// order is an order the simulator placed and has not finished with.
+type order struct {
 	id       int64
-	account  demoAccount
+	account  account
 	fixture  string
 	outcome  int
 	cents    int
@@ -77,8 +80,8 @@ type demoOrder struct {
 	exchange string
 }
 
-// demoMatch is the state of a fixture in play.
-type demoMatch struct {
+// match is the state of a fixture in play.
+type match struct {
 	fixture    string
 	minute     int
 	home, away int
@@ -87,17 +90,17 @@ type demoMatch struct {
 // demo is the simulator's state; only its run goroutine touches it.
 type demo struct {
 	pool    *pgxpool.Pool
-	cfg     demoConfig
+	cfg     config
 	rnd     *rand.Rand
 	seeded  bool
-	open    []*demoOrder // placed, not fully matched
-	filled  []*demoOrder // matched, not hedged yet
-	bets    []int64      // placed, not settled
-	matches []*demoMatch
+	open    []*order // placed, not fully matched
+	filled  []*order // matched, not hedged yet
+	bets    []int64  // placed, not settled
+	matches []*match
 	fixture int64 // the number of the last fixture that kicked off
 }
 
-func newDemo(pool *pgxpool.Pool, cfg demoConfig) *demo {
+func newDemo(pool *pgxpool.Pool, cfg config) *demo {
 	rnd := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	// Fixture ids in the feed's style, id1000000861624412, starting
 	// somewhere new at every start.
@@ -106,7 +109,7 @@ func newDemo(pool *pgxpool.Pool, cfg demoConfig) *demo {
 
 // run writes until ctx ends.
 func (d *demo) run(ctx context.Context) error {
-	d.cfg.Logger.Info("demo data simulator started", "client", demoClient)
+	d.cfg.Logger.Info("demo data simulator started", "client", Client)
 	for {
 		pause := d.interval()
 		if err := d.step(ctx); err != nil {
@@ -179,19 +182,19 @@ func (d *demo) step(ctx context.Context) error {
 // wire; rows left by an earlier run are reused.
 func (d *demo) seed(ctx context.Context) error {
 	return pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
-		for _, a := range demoAccounts {
+		for _, a := range accounts {
 			if _, err := tx.Exec(ctx, `
 				INSERT INTO accounts (account_id, client, venue, balance, currency, status, updated_at)
 				VALUES ($1, $2, $3, $4, $5, 'ACTIVE', now())
 				ON CONFLICT (account_id) DO NOTHING`,
-				a.id, demoClient, a.venue, a.balance, a.currency); err != nil {
+				a.id, Client, a.venue, a.balance, a.currency); err != nil {
 				return fmt.Errorf("demo: seed account %s: %w", a.id, err)
 			}
 			if _, err := tx.Exec(ctx, `UPDATE accounts SET status = 'ACTIVE', updated_at = now() WHERE account_id = $1`, a.id); err != nil {
 				return fmt.Errorf("demo: seed account %s: %w", a.id, err)
 			}
 		}
-		matches := make([]*demoMatch, demoPitches)
+		matches := make([]*match, pitches)
 		for i := range matches {
 			m, err := d.kickOff(ctx, tx)
 			if err != nil {
@@ -206,7 +209,7 @@ func (d *demo) seed(ctx context.Context) error {
 
 // kickOff starts a new fixture: INSERT it (not broadcast), then the
 // UPDATE that puts it live. The caller keeps the match once tx commits.
-func (d *demo) kickOff(ctx context.Context, tx pgx.Tx) (*demoMatch, error) {
+func (d *demo) kickOff(ctx context.Context, tx pgx.Tx) (*match, error) {
 	d.fixture += 1 + d.rnd.Int64N(700)
 	f := fmt.Sprintf("id1000000%09d", d.fixture)
 	if _, err := tx.Exec(ctx, `
@@ -221,7 +224,7 @@ func (d *demo) kickOff(ctx context.Context, tx pgx.Tx) (*demoMatch, error) {
 		WHERE fixture_id = $1`, f); err != nil {
 		return nil, fmt.Errorf("demo: kick off %s: %w", f, err)
 	}
-	return &demoMatch{fixture: f, minute: 1}, nil
+	return &match{fixture: f, minute: 1}, nil
 }
 
 // tickScore moves one match on by a few minutes, sometimes with a goal;
@@ -247,7 +250,7 @@ func (d *demo) tickScore(ctx context.Context) error {
 	case m.minute > 45:
 		period = "2H"
 	}
-	var next *demoMatch // the fixture after a finished one
+	var next *match // the fixture after a finished one
 	err := pgx.BeginFunc(ctx, d.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `
 			UPDATE scores SET live = $2, status_id = $3, current_period = $4, current_minute = $5,
@@ -279,7 +282,7 @@ func (d *demo) placeOrder(ctx context.Context) error {
 		return d.matchOrder(ctx)
 	}
 	acc := d.pick(true)
-	o := &demoOrder{
+	o := &order{
 		account:  acc,
 		exchange: acc.venue,
 		fixture:  d.liveFixture(),
@@ -292,7 +295,7 @@ func (d *demo) placeOrder(ctx context.Context) error {
 		                    order_status, matched_status, order_cents, order_stake, matched_stake)
 		VALUES ($1, $2, $3, $4, $5, $6, 'OPEN', 'UNMATCHED', $7, $8, 0)
 		RETURNING order_id`,
-		demoClient, acc.id, o.fixture, o.outcome, o.exchange, d.exchangeOrderID(o.exchange), o.cents, o.stake).Scan(&o.id)
+		Client, acc.id, o.fixture, o.outcome, o.exchange, d.exchangeOrderID(o.exchange), o.cents, o.stake).Scan(&o.id)
 	if err != nil {
 		return fmt.Errorf("demo: place order: %w", err)
 	}
@@ -354,7 +357,7 @@ func (d *demo) placeHedge(ctx context.Context) error {
 			        jsonb_build_object('fixtureId', $7::text, 'market', '1X2', 'selection', $8::text, 'price', $5::numeric, 'stake', $6::numeric),
 			        jsonb_build_object('ticket', $9::text, 'accepted', true, 'price', $5::numeric), now())
 			RETURNING bet_id`,
-			o.id, demoClient, acc.id, acc.venue, price, stake, o.fixture, selection,
+			o.id, Client, acc.id, acc.venue, price, stake, o.fixture, selection,
 			fmt.Sprintf("%s-%08d", acc.venue[:3], d.rnd.IntN(1e8))).Scan(&betID)
 		if err != nil {
 			return fmt.Errorf("demo: hedge order %d: %w", o.id, err)
@@ -408,7 +411,7 @@ func (d *demo) settleBet(ctx context.Context) error {
 
 // moveBalance books a deposit, withdrawal or fee on an account.
 func (d *demo) moveBalance(ctx context.Context) error {
-	acc := demoAccounts[d.rnd.IntN(len(demoAccounts))]
+	acc := accounts[d.rnd.IntN(len(accounts))]
 	delta := float64(d.rnd.IntN(40000)-15000) / 100
 	if _, err := d.pool.Exec(ctx, `UPDATE accounts SET balance = balance + $2, updated_at = now() WHERE account_id = $1`, acc.id, delta); err != nil {
 		return fmt.Errorf("demo: balance %s: %w", acc.id, err)
@@ -417,9 +420,9 @@ func (d *demo) moveBalance(ctx context.Context) error {
 }
 
 // pick returns a random exchange (true) or bookmaker (false) account.
-func (d *demo) pick(exchange bool) demoAccount {
-	var list []demoAccount
-	for _, a := range demoAccounts {
+func (d *demo) pick(exchange bool) account {
+	var list []account
+	for _, a := range accounts {
 		if a.exchange == exchange {
 			list = append(list, a)
 		}
