@@ -11,9 +11,10 @@ import (
 	"github.com/hubdev/hub/migrations"
 )
 
-// readiness answers /readyz: the database answers and its schema is
-// current. It logs when the answer changes, not on every probe, and tells
-// the prober only which of the two failed.
+// readiness answers /readyz: the database answers, its schema is current,
+// and the reader's LISTEN connection is up. It logs when the answer
+// changes, not on every probe, and tells the prober only which of the
+// three failed.
 type readiness struct {
 	db  *sql.DB // over the pool: no connections of its own
 	log *slog.Logger

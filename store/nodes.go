@@ -8,8 +8,9 @@ import (
 
 // NodeAliveFor is how long a node counts as alive after its last heartbeat;
 // only leases of live nodes count toward a key's limit or show in the admin
-// lists. Nodes beat about every 2 s, so a stalled beat or two is tolerated,
-// and a crashed node's leases stop counting within SPEC §3's 15 s.
+// lists. Nodes beat every second (hub.NodeConfig.Beat), so a few stalled
+// beats are tolerated, and a crashed node's leases stop counting within
+// SPEC §3's 15 s.
 const NodeAliveFor = 10 * time.Second
 
 // nodeForgetAfter is how long a dead node's row (and, by cascade, its
