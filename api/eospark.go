@@ -152,7 +152,7 @@ func (c *wsBConn) refuse(errno int, msg string) {
 // closeWith sends frame, then closes with 1008 and reason.
 func (c *wsBConn) closeWith(frame []byte, reason string) {
 	c.refusal.CompareAndSwap(nil, &frame)
-	c.sess.Close(wire.ClosePolicy, reason)
+	c.sess.Close(wire.Refusal(reason))
 }
 
 // unavailable closes the connection when the database failed it: the
@@ -161,17 +161,17 @@ func (c *wsBConn) unavailable(err error) {
 	if !errors.Is(err, context.Canceled) {
 		c.logger().Error("protocol B request failed", "err", err)
 	}
-	c.sess.Close(wire.CloseTryAgain, wire.MsgServiceUnavailable)
+	c.sess.Close(wire.CloseUnavailable)
 }
 
 // Close implements hub.Conn: the refusal frame, or else the close message
 // of SPEC §5, then the close frame. The buffer keeps room for both.
-func (c *wsBConn) Close(code int, reason string) {
-	last := wire.AppendCloseB(nil, code, reason)
+func (c *wsBConn) Close(cl wire.Close) {
+	last := wire.AppendCloseB(nil, cl.Code, cl.Reason)
 	if f := c.refusal.Load(); f != nil {
 		last = *f
 	}
-	c.out.close(last, code, wire.CloseReason(reason))
+	c.out.close(last, cl.Code, wire.CloseReason(cl.Reason))
 }
 
 func (c *wsBConn) sendError(msg string) { c.sess.Send(wire.AppendErrorB(nil, msg)) }

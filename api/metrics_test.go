@@ -16,6 +16,7 @@ import (
 	"github.com/hubdev/hub/api"
 	"github.com/hubdev/hub/hub"
 	"github.com/hubdev/hub/hub/hubtest"
+	"github.com/hubdev/hub/hub/wire"
 )
 
 // countingConn is a transport that writes every frame at once and counts
@@ -33,7 +34,7 @@ func (c *countingConn) Send(frames ...[]byte) {
 	go c.sess.Sent(len(frames)) // the writer acknowledges from its own goroutine
 }
 
-func (c *countingConn) Close(int, string) { go c.sess.Gone() }
+func (c *countingConn) Close(wire.Close) { go c.sess.Gone() }
 
 func (c *countingConn) count() int {
 	c.mu.Lock()
@@ -156,6 +157,6 @@ func TestMetricsSeries(t *testing.T) {
 		return value(t, scrapeMetrics(t, handler), "hub_reader_lag_seconds", "") == 0
 	}, frameWait, 5*time.Millisecond)
 
-	conns[0].sess.Close(1000, "bye")
+	conns[0].sess.Close(wire.Close{Code: 1000, Reason: "bye"})
 	require.Zero(t, value(t, scrapeMetrics(t, handler), "hub_connections", "ws"))
 }

@@ -295,9 +295,9 @@ func (c *sseConn) Send(frames ...[]byte) {
 
 // Close implements hub.Conn: the handler writes the error event and ends
 // the stream. The first close wins.
-func (c *sseConn) Close(code int, reason string) {
+func (c *sseConn) Close(cl wire.Close) {
 	c.once.Do(func() {
-		c.code, c.reason = code, reason
+		c.code, c.reason = cl.Code, cl.Reason
 		close(c.closing)
 	})
 }
@@ -323,7 +323,7 @@ func (st *sseStream) subscribe(req sseRequest) {
 	if req.since != "" {
 		p, err := store.ParsePosition(req.since)
 		if err != nil {
-			st.sess.Close(wire.ClosePolicy, wire.MsgInvalidSince)
+			st.sess.Close(wire.Refusal(wire.MsgInvalidSince))
 			return
 		}
 		since = &p
@@ -339,7 +339,7 @@ func (st *sseStream) subscribe(req sseRequest) {
 	})
 	switch {
 	case errors.Is(err, hub.ErrUnknownChannel): // detached since the check
-		st.sess.Close(wire.ClosePolicy, wire.UnknownChannel(unknownChannelName(err)))
+		st.sess.Close(wire.Refusal(wire.UnknownChannel(unknownChannelName(err))))
 	case err != nil:
 		st.unavailable(err)
 	}
@@ -350,7 +350,7 @@ func (st *sseStream) authenticate(ctx context.Context, key string) (apiKeyAuth, 
 	auth, err := lookupKey(ctx, st.s.cfg.Store, key)
 	switch {
 	case errors.Is(err, errKeyRefused):
-		st.sess.Close(wire.ClosePolicy, wire.MsgInvalidAPIKey)
+		st.sess.Close(wire.Refusal(wire.MsgInvalidAPIKey))
 		return apiKeyAuth{}, false
 	case err != nil:
 		st.unavailable(err)
@@ -364,7 +364,7 @@ func (st *sseStream) authenticate(ctx context.Context, key string) (apiKeyAuth, 
 func (st *sseStream) resolveChannels(names []string) ([]string, bool) {
 	channels, unknown := resolveChannels(st.s.cfg.Hub, names)
 	if unknown != "" {
-		st.sess.Close(wire.ClosePolicy, wire.UnknownChannel(unknown))
+		st.sess.Close(wire.Refusal(wire.UnknownChannel(unknown)))
 		return nil, false
 	}
 	return channels, true
@@ -379,9 +379,9 @@ func (st *sseStream) acquireLease(ctx context.Context, auth apiKeyAuth, channels
 	})
 	switch {
 	case errors.Is(err, store.ErrConnectionLimit):
-		st.sess.Close(wire.ClosePolicy, wire.MsgConnectionLimit)
+		st.sess.Close(wire.Refusal(wire.MsgConnectionLimit))
 	case errors.Is(err, store.ErrKeyInvalid):
-		st.sess.Close(wire.ClosePolicy, wire.MsgInvalidAPIKey)
+		st.sess.Close(wire.Refusal(wire.MsgInvalidAPIKey))
 	case err != nil:
 		st.unavailable(err)
 	default:
@@ -397,7 +397,7 @@ func (st *sseStream) unavailable(err error) {
 	if !errors.Is(err, context.Canceled) {
 		st.log.Error("SSE subscribe failed", "err", err)
 	}
-	st.sess.Close(wire.CloseTryAgain, wire.MsgServiceUnavailable)
+	st.sess.Close(wire.CloseUnavailable)
 }
 
 // serve writes what the hub hands over, and a keep-alive comment when the

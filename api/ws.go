@@ -116,7 +116,7 @@ func (w *wsA) connect(ms *melody.Session) {
 	}
 	c.timer = time.AfterFunc(w.cfg.AuthTimeout, func() {
 		if !c.authed.Load() {
-			c.closeWith(wire.ClosePolicy, wire.MsgSubscribeTimeout)
+			c.closeWith(wire.Refusal(wire.MsgSubscribeTimeout))
 		}
 	})
 }
@@ -170,13 +170,13 @@ func headerKey(h http.Header) (key string, present bool) {
 // refuses it after the upgrade, since browsers cannot read a 401.
 func (c *wsConn) headerAuth(key string) {
 	if key == "" {
-		c.closeWith(wire.ClosePolicy, wire.MsgInvalidToken)
+		c.closeWith(wire.Refusal(wire.MsgInvalidToken))
 		return
 	}
 	auth, err := lookupKey(c.ctx, c.w.cfg.Store, key)
 	switch {
 	case errors.Is(err, errKeyRefused):
-		c.closeWith(wire.ClosePolicy, wire.MsgInvalidToken)
+		c.closeWith(wire.Refusal(wire.MsgInvalidToken))
 		return
 	case err != nil:
 		c.unavailable(err)
@@ -192,19 +192,19 @@ func (c *wsConn) headerAuth(key string) {
 func (c *wsConn) binary() { c.invalidMessage() }
 
 // Close implements hub.Conn.
-func (c *wsConn) Close(code int, reason string) {
+func (c *wsConn) Close(cl wire.Close) {
 	var last []byte
 	if f := c.closeErr.Load(); f != nil {
 		last = *f
 	}
-	c.out.close(last, code, wire.CloseReason(reason))
+	c.out.close(last, cl.Code, wire.CloseReason(cl.Reason))
 }
 
-// closeWith sends the error frame msg, then closes with code and msg.
-func (c *wsConn) closeWith(code int, msg string) {
-	f := wire.AppendErrorA(nil, msg)
+// closeWith sends the error frame of cl's reason, then closes with cl.
+func (c *wsConn) closeWith(cl wire.Close) {
+	f := wire.AppendErrorA(nil, cl.Reason)
 	c.closeErr.CompareAndSwap(nil, &f)
-	c.sess.Close(code, msg)
+	c.sess.Close(cl)
 }
 
 func (c *wsConn) sendError(msg string) { c.sess.Send(wire.AppendErrorA(nil, msg)) }
@@ -248,7 +248,7 @@ func (c *wsConn) refuse(msg string) {
 	}
 	c.invalid = append(kept, now)
 	if len(c.invalid) > maxInvalid {
-		c.closeWith(wire.ClosePolicy, wire.MsgTooManyInvalid)
+		c.closeWith(wire.Refusal(wire.MsgTooManyInvalid))
 		return
 	}
 	c.sendError(msg)
@@ -329,14 +329,14 @@ func (c *wsConn) subscribe(req wire.Request) {
 func (c *wsConn) subscribeKey(req wire.Request) (string, bool) {
 	if !req.HasAPIKey {
 		if c.key == "" {
-			c.closeWith(wire.ClosePolicy, wire.MsgAPIKeyRequired)
+			c.closeWith(wire.Refusal(wire.MsgAPIKeyRequired))
 			return "", false
 		}
 		return c.key, true
 	}
 	key, ok := wire.CanonicalKey(req.APIKey, false)
 	if !ok {
-		c.closeWith(wire.ClosePolicy, wire.MsgInvalidKeyFormat)
+		c.closeWith(wire.Refusal(wire.MsgInvalidKeyFormat))
 		return "", false
 	}
 	if c.key != "" && key != c.key {
@@ -351,7 +351,7 @@ func (c *wsConn) authenticate(ctx context.Context, key string) (apiKeyAuth, bool
 	auth, err := lookupKey(ctx, c.w.cfg.Store, key)
 	switch {
 	case errors.Is(err, errKeyRefused):
-		c.closeWith(wire.ClosePolicy, wire.MsgInvalidAPIKey)
+		c.closeWith(wire.Refusal(wire.MsgInvalidAPIKey))
 		return apiKeyAuth{}, false
 	case err != nil:
 		c.unavailable(err)
@@ -380,9 +380,9 @@ func (c *wsConn) acquireLease(ctx context.Context, auth apiKeyAuth, channels []s
 	})
 	switch {
 	case errors.Is(err, store.ErrConnectionLimit):
-		c.closeWith(wire.ClosePolicy, wire.MsgConnectionLimit)
+		c.closeWith(wire.Refusal(wire.MsgConnectionLimit))
 	case errors.Is(err, store.ErrKeyInvalid):
-		c.closeWith(wire.ClosePolicy, wire.MsgInvalidAPIKey)
+		c.closeWith(wire.Refusal(wire.MsgInvalidAPIKey))
 	case err != nil:
 		c.unavailable(err)
 	default:
@@ -419,7 +419,7 @@ func (c *wsConn) unavailable(err error) {
 	if !errors.Is(err, context.Canceled) {
 		c.logger().Error("protocol A subscribe failed", "err", err)
 	}
-	c.closeWith(wire.CloseTryAgain, wire.MsgServiceUnavailable)
+	c.closeWith(wire.CloseUnavailable)
 }
 
 // gone ends the connection's hub session and releases its lease.

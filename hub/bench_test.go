@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/wire"
 	"github.com/hubdev/hub/store"
 )
 
@@ -33,7 +34,7 @@ type sinkConn struct {
 }
 
 func (c *sinkConn) Send(frames ...[]byte) { c.frames += len(frames) }
-func (c *sinkConn) Close(int, string)     {}
+func (c *sinkConn) Close(wire.Close)      {}
 
 func (c *sinkConn) ack() {
 	for ; c.frames > 0; c.frames-- {

@@ -90,7 +90,7 @@ func (h *Hub) closeTrimmed(s *Session, gen int, after store.Position) bool {
 	s.mu.Unlock()
 	h.mu.Unlock()
 	if current {
-		s.conn.Close(wire.CloseTryAgain, wire.Trimmed(after.String()))
+		s.conn.Close(wire.Trimmed(after.String()))
 	}
 	return current
 }

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hubdev/hub/hub/wire"
 	"github.com/hubdev/hub/store"
 )
 
@@ -218,14 +219,14 @@ func (h *Hub) Connect(p ConnectParams) *Session {
 }
 
 // CloseID closes the connection with that ID, if this node has it.
-func (h *Hub) CloseID(id string, code int, reason string) bool {
+func (h *Hub) CloseID(id string, c wire.Close) bool {
 	h.mu.RLock()
 	s := h.byID[id]
 	h.mu.RUnlock()
 	if s == nil {
 		return false
 	}
-	s.Close(code, reason)
+	s.Close(c)
 	return true
 }
 
@@ -556,8 +557,8 @@ func (h *Hub) Stats() Stats {
 
 // Drain closes every session, for a graceful shutdown (1012), and waits
 // until their transports have let go of them or ctx ends.
-func (h *Hub) Drain(ctx context.Context, code int, reason string) {
-	h.CloseAll(code, reason)
+func (h *Hub) Drain(ctx context.Context, c wire.Close) {
+	h.CloseAll(c)
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for h.transports.Load() > 0 {
@@ -570,7 +571,7 @@ func (h *Hub) Drain(ctx context.Context, code int, reason string) {
 }
 
 // CloseAll closes every session.
-func (h *Hub) CloseAll(code int, reason string) {
+func (h *Hub) CloseAll(c wire.Close) {
 	h.mu.RLock()
 	all := make([]*Session, 0, len(h.sessions))
 	for s := range h.sessions {
@@ -578,6 +579,6 @@ func (h *Hub) CloseAll(code int, reason string) {
 	}
 	h.mu.RUnlock()
 	for _, s := range all {
-		s.Close(code, reason)
+		s.Close(c)
 	}
 }

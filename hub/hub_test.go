@@ -76,10 +76,10 @@ func (c *fakeConn) release() {
 	go c.sess.Sent(n)
 }
 
-func (c *fakeConn) Close(code int, reason string) {
+func (c *fakeConn) Close(cl wire.Close) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.code, c.why = code, reason
+	c.code, c.why = cl.Code, cl.Reason
 	go c.sess.Gone() // the transport ends after its close frame
 	close(c.more)
 	c.more = make(chan struct{})

@@ -19,15 +19,16 @@ const (
 	numProtocols
 )
 
-// String is the protocol's name in leases, metrics and the admin API.
+// String is the protocol's name in leases, metrics and the admin API: the
+// store's, which names them in the leases.
 func (p Protocol) String() string {
 	switch p {
 	case ProtocolA:
-		return "ws"
+		return store.ProtocolWS
 	case ProtocolB:
-		return "eospark"
+		return store.ProtocolEOSPark
 	case ProtocolSSE:
-		return "sse"
+		return store.ProtocolSSE
 	}
 	return "unknown"
 }

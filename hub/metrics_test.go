@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/wire"
 	"github.com/hubdev/hub/store"
 )
 
@@ -85,15 +86,15 @@ func TestConnectionsPerProtocol(t *testing.T) {
 	require.Equal(t, [3]int{2, 1, 1}, conns())
 	require.Equal(t, 4, h.Stats().Sessions)
 
-	a1.Close(1000, "bye") // closed by the server
+	a1.Close(wire.Close{Code: 1000, Reason: "bye"}) // closed by the server
 	require.Equal(t, [3]int{1, 1, 1}, conns())
 	sse.Gone() // the client went away
 	sse.Gone()
 	require.Equal(t, [3]int{1, 1, 0}, conns(), "a session leaves once")
-	b1.Close(1000, "bye")
+	b1.Close(wire.Close{Code: 1000, Reason: "bye"})
 	b1.Gone()
 	require.Equal(t, [3]int{1, 0, 0}, conns())
-	h.CloseAll(1012, "restart")
+	h.CloseAll(wire.CloseShutdown)
 	require.Equal(t, [3]int{0, 0, 0}, conns())
 }
 

@@ -232,7 +232,7 @@ func (n *Node) closeListed(ctx context.Context) {
 		return
 	}
 	for _, c := range closes {
-		n.hub.CloseID(c.ID, wire.ClosePolicy, c.Reason)
+		n.hub.CloseID(c.ID, leaseClose(c.Reason))
 	}
 }
 
@@ -283,10 +283,21 @@ func (n *Node) sync(ctx context.Context) {
 func (n *Node) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.StopTimeout)
 	defer cancel()
-	n.hub.Drain(ctx, wire.CloseRestart, wire.MsgShutdown)
+	n.hub.Drain(ctx, wire.CloseShutdown)
 	ctx, cancel = context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if err := n.beats.NodeStop(ctx, n.cfg.ID); err != nil {
 		n.cfg.Logger.Warn("releasing the node's leases failed; they stop counting once its heartbeat is stale", "err", err)
 	}
+}
+
+// leaseClose is the close a connection gets for reason.
+func leaseClose(reason store.LeaseCloseReason) wire.Close {
+	switch reason {
+	case store.LeaseCloseKeyRevoked:
+		return wire.CloseKeyRevoked
+	case store.LeaseCloseClientDeactivated:
+		return wire.CloseClientDeactivated
+	}
+	return wire.CloseKicked
 }

@@ -17,7 +17,7 @@ import (
 // the slice: the session reuses it.
 type Conn interface {
 	Send(frames ...[]byte)
-	Close(code int, reason string)
+	Close(c wire.Close)
 }
 
 // Subscription is what a session receives.
@@ -134,9 +134,9 @@ func (s *Session) Send(frame []byte) {
 
 // Close ends the session from the server's side: queued frames are
 // dropped, the transport sends code and reason.
-func (s *Session) Close(code int, reason string) {
+func (s *Session) Close(c wire.Close) {
 	if s.detach() {
-		s.conn.Close(code, reason)
+		s.conn.Close(c)
 	}
 }
 
@@ -329,7 +329,7 @@ func (s *Session) closeSlow() {
 	pos := s.resumePoint()
 	s.mu.Unlock()
 	s.hub.metrics.slowCloses.Add(1)
-	s.Close(wire.CloseTryAgain, wire.SlowConsumer(pos.String()))
+	s.Close(wire.SlowConsumer(pos.String()))
 }
 
 // filter is what the session's catch-up reads. Must be called with s.mu

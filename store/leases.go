@@ -31,12 +31,15 @@ const (
 	ProtocolSSE     = "sse"
 )
 
-// Reasons a node must close a connection, as LeaseCloseList gives them;
-// they are the close reasons sent to the client (SPEC §3, §8).
+// LeaseCloseReason is why a node must close a connection, as
+// LeaseCloseList gives it; the hub turns it into the close it sends (SPEC
+// §3, §8).
+type LeaseCloseReason uint8
+
 const (
-	LeaseCloseKeyRevoked        = "api key revoked"
-	LeaseCloseClientDeactivated = "client deactivated"
-	LeaseCloseKicked            = "closed by admin"
+	LeaseCloseKeyRevoked LeaseCloseReason = iota + 1
+	LeaseCloseClientDeactivated
+	LeaseCloseKicked
 )
 
 // Lease is one live connection as the cluster sees it.
@@ -62,10 +65,10 @@ type LeaseAcquireParams struct {
 	Channels   []string
 }
 
-// LeaseClose is a connection its node must close, and the reason to send.
+// LeaseClose is a connection its node must close, and why.
 type LeaseClose struct {
 	ID     string
-	Reason string
+	Reason LeaseCloseReason
 }
 
 // LeaseAcquire takes a slot of the key's cluster-wide connection limit for

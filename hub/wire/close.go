@@ -11,6 +11,28 @@ const (
 	CloseTryAgain = 1013 // slow consumer, database unavailable
 )
 
+// Close is a close's code with its reason: they travel together, so that
+// no reason goes out with another code than its own.
+type Close struct {
+	Code   int
+	Reason string
+}
+
+// The closes the server sends for reasons of its own (SPEC §3, §2.3
+// "Outages", §8, §9); the others are built from a message: Refusal,
+// SlowConsumer, Trimmed.
+var (
+	CloseShutdown          = Close{CloseRestart, MsgShutdown}
+	CloseUnavailable       = Close{CloseTryAgain, MsgServiceUnavailable}
+	CloseKeyRevoked        = Close{ClosePolicy, MsgAPIKeyRevoked}
+	CloseClientDeactivated = Close{ClosePolicy, MsgClientDeactivated}
+	CloseKicked            = Close{ClosePolicy, MsgClosedByAdmin}
+)
+
+// Refusal is the close after a refused request: 1008 with the error's
+// message (SPEC §4.1).
+func Refusal(msg string) Close { return Close{ClosePolicy, msg} }
+
 // maxCloseReasonBytes is what a close frame holds besides its code: a
 // control frame's payload is at most 125 bytes (RFC 6455 §5.5).
 const maxCloseReasonBytes = 123

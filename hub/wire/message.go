@@ -32,13 +32,13 @@ const MsgTooManyPending = "too many unauthenticated connections; try again later
 // that is not attached.
 func UnknownChannel(name string) string { return MsgUnknownChannelPrefix + name }
 
-// SlowConsumer is the close reason of a session that fell more than
-// HUB_MAX_LAG behind; pos is the last position sent, or the one it started
-// from (SPEC §6).
-func SlowConsumer(pos string) string { return MsgSlowConsumerPrefix + pos }
+// SlowConsumer is the close of a session that fell more than HUB_MAX_LAG
+// behind; pos is the last position sent, or the one it started from (SPEC
+// §6).
+func SlowConsumer(pos string) Close { return Close{CloseTryAgain, MsgSlowConsumerPrefix + pos} }
 
-// Trimmed is the close reason of a session whose replay or catch-up found
-// that retention deleted events it had not read yet (issue 12 §5): the
-// resume from pos is answered with "recovered":false, and the client
-// refetches its state.
-func Trimmed(pos string) string { return MsgTrimmedPrefix + pos }
+// Trimmed is the close of a session whose replay or catch-up found that
+// retention deleted events it had not read yet (issue 12 §5): the resume
+// from pos is answered with "recovered":false, and the client refetches
+// its state.
+func Trimmed(pos string) Close { return Close{CloseTryAgain, MsgTrimmedPrefix + pos} }

@@ -80,7 +80,7 @@ func TestControlFramesB(t *testing.T) {
 			`{"errno":0,"msg_type":"unsubscribe","errmsg":"","data":{"unsubscribe":true,"msg":"ok"}}`},
 		{"unsubscribe refused", wire.AppendUnsubscribeB(nil, wire.ErrUnsubscribeOne.Error()),
 			`{"errno":400,"msg_type":"unsubscribe","errmsg":"unsubscribe takes one account and one contract","data":{"unsubscribe":false,"msg":"unsubscribe takes one account and one contract"}}`},
-		{"close", wire.AppendCloseB(nil, wire.CloseTryAgain, wire.SlowConsumer("7421-123")),
+		{"close", wire.AppendCloseB(nil, wire.CloseTryAgain, wire.SlowConsumer("7421-123").Reason),
 			`{"errno":1013,"msg_type":"close","errmsg":"slow consumer; resume from 7421-123"}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -99,7 +99,7 @@ func TestAppendSSEControl(t *testing.T) {
 			"connected", `{"node_id":"n\nb","subscriptionId":1,"channels":[],"recovered":false}`},
 		{"error", wire.AppendSSEError(nil, wire.MsgAPIKeyRevoked, wire.ClosePolicy),
 			"error", `{"message":"api key revoked","code":1008}`},
-		{"slow consumer", wire.AppendSSEError(nil, wire.SlowConsumer("1-2"), wire.CloseTryAgain),
+		{"slow consumer", wire.AppendSSEError(nil, wire.SlowConsumer("1-2").Reason, wire.CloseTryAgain),
 			"error", `{"message":"slow consumer; resume from 1-2","code":1013}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

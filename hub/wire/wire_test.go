@@ -64,7 +64,7 @@ func TestCloseCodes(t *testing.T) {
 func TestMessages(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, "Unknown channel: bogus", wire.UnknownChannel("bogus"))
-	require.Equal(t, "slow consumer; resume from 7421-123", wire.SlowConsumer("7421-123"))
+	require.Equal(t, wire.Close{Code: 1013, Reason: "slow consumer; resume from 7421-123"}, wire.SlowConsumer("7421-123"))
 	require.Equal(t, "Unknown contract: bogus", wire.UnknownContract("bogus"))
 	require.Equal(t, "invalid message", wire.ErrInvalidMessage.Error())
 }
