@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -64,6 +65,13 @@ func (b *bench) oneRun(ctx context.Context, run int) error {
 	b.out.tax(tax)
 	for _, rate := range []int{b.cfg.Rate, 0} {
 		lag, err := b.lagPhase(ctx, run, rate)
+		if err != nil {
+			return err
+		}
+		b.out.lag(lag)
+	}
+	if b.cfg.IdleSamples > 0 {
+		lag, err := b.idlePhase(ctx, run)
 		if err != nil {
 			return err
 		}
@@ -139,7 +147,7 @@ func (b *bench) taxPhases(ctx context.Context, run int) (taxResult, error) {
 // lagResult is one lag phase.
 type lagResult struct {
 	Run      int
-	Rate     int // 0: saturation
+	Rate     int // 0: saturation; idleRate: single changes after silence
 	Load     loadResult
 	Lag, RTT durStats
 	Early    int
@@ -149,9 +157,44 @@ type lagResult struct {
 	Events   int
 }
 
+// idleRate marks the idle phase's results.
+const idleRate = -1
+
 // lagPhase runs the writers at rate (0: saturation) with capture attached
 // and a hub.Reader, on a pool of its own, tailing the log from empty.
 func (b *bench) lagPhase(ctx context.Context, run, rate int) (lagResult, error) {
+	return b.readerPhase(ctx, run, rate, func(ctx context.Context, tr *tracker) (loadResult, error) {
+		return b.w.run(ctx, load{Duration: b.cfg.Duration, Rate: rate, OnCommit: tr.committed})
+	})
+}
+
+// idlePhase writes one change after each -idle-gap of silence, from one
+// writer: the reader has armed its doorbell and sleeps (SPEC §2.2), and
+// the change must wake it.
+func (b *bench) idlePhase(ctx context.Context, run int) (lagResult, error) {
+	return b.readerPhase(ctx, run, idleRate, func(ctx context.Context, tr *tracker) (loadResult, error) {
+		start := time.Now()
+		var n int64
+		for range b.cfg.IdleSamples {
+			t := time.NewTimer(b.cfg.IdleGap)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return loadResult{}, ctx.Err()
+			case <-t.C:
+			}
+			if err := b.w.update(ctx, b.w.conns[0], tr.committed); err != nil {
+				return loadResult{}, err
+			}
+			n++
+		}
+		return loadResult{Tx: n, Elapsed: time.Since(start)}, nil
+	})
+}
+
+// readerPhase runs write with capture attached and a hub.Reader (with a
+// doorbell of its own), on a pool of its own, tailing the log from empty.
+func (b *bench) readerPhase(ctx context.Context, run, rate int, write func(context.Context, *tracker) (loadResult, error)) (lagResult, error) {
 	b.progress("run %d: reader lag, %s", run, modeName(rate))
 	if err := b.db.exec(ctx, `TRUNCATE hub.events`, `VACUUM public.orders`); err != nil {
 		return lagResult{}, err
@@ -165,6 +208,7 @@ func (b *bench) lagPhase(ctx context.Context, run, rate int) (lagResult, error) 
 	listening := make(chan struct{})
 	var once sync.Once
 	reader := hub.NewReader(store.New(pool), hub.ReaderConfig{
+		Node:        "capturebench",
 		Deliver:     tr.deliver,
 		OnListening: func() { once.Do(func() { close(listening) }) },
 		Logger:      slog.New(slog.NewTextHandler(b.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -182,7 +226,7 @@ func (b *bench) lagPhase(ctx context.Context, run, rate int) (lagResult, error) 
 		case <-listening:
 		}
 		var err error
-		if res.Load, err = b.w.run(gctx, load{Duration: b.cfg.Duration, Rate: rate, OnCommit: tr.committed}); err != nil {
+		if res.Load, err = write(gctx, tr); err != nil {
 			return err
 		}
 		res.Missing, err = tr.drain(gctx, b.cfg.Drain)
@@ -202,8 +246,11 @@ func (b *bench) lagPhase(ctx context.Context, run, rate int) (lagResult, error) 
 }
 
 func modeName(rate int) string {
-	if rate == 0 {
+	switch rate {
+	case 0:
 		return "saturation"
+	case idleRate:
+		return "idle: one change after each silence"
 	}
 	return fmt.Sprintf("paced %d/s", rate)
 }

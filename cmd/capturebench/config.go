@@ -34,6 +34,10 @@ type config struct {
 	// Drain bounds the wait for the reader to hand over the last events of
 	// a lag phase (default 10s).
 	Drain time.Duration
+	// IdleSamples is how many single changes the idle phase writes, each
+	// after IdleGap of silence (default 0: no idle phase; IdleGap 10s).
+	IdleSamples int
+	IdleGap     time.Duration
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -50,6 +54,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.Breakdown, "breakdown", false, "also split the trigger's cost into its parts (trigger variants and helper timings)")
 	fs.BoolVar(&c.Durable, "durable", false, "private cluster: keep fsync and synchronous_commit on (PostgreSQL's defaults)")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "longest wait for the reader to catch up at the end of a lag phase")
+	fs.IntVar(&c.IdleSamples, "idle-samples", 0, "idle phase: single changes, each after -idle-gap of silence (0: no idle phase)")
+	fs.DurationVar(&c.IdleGap, "idle-gap", 10*time.Second, "idle phase: the silence before each change")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -81,6 +87,9 @@ func (c config) validate() error {
 	}
 	if c.Durable && c.DatabaseURL != "" {
 		errs = append(errs, errors.New("-durable: only for the private cluster; -database-url's server keeps its own settings"))
+	}
+	if c.IdleSamples < 0 || c.IdleGap <= 0 {
+		errs = append(errs, errors.New("-idle-samples: must not be negative; -idle-gap: must be positive"))
 	}
 	if c.Drain <= 0 {
 		errs = append(errs, errors.New("-drain: must be positive"))

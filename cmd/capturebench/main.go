@@ -2,11 +2,17 @@
 // the reader hands changes over:
 //
 //   - the trigger tax: single-row UPDATE transactions per second on
-//     public.orders with hub.capture attached and detached, alternating in
-//     one run, as a ratio (aim: at least 0.75);
+//     public.orders with each capture variant, divided by those with no
+//     trigger, the variants rotated from run to run in one invocation: the
+//     hub's capture with its doorbell disarmed (a node reading back to
+//     back, SPEC §2.2), the same with every transaction ringing (an idle
+//     node), and Centrifugo v5's PostgreSQL outbox trigger
+//     (cmd/internal/centrifugo) as the peer (aim: at least 0.6);
 //   - the reader's lag: from the writer's COMMIT returning to hub.Reader
-//     handing the event to its Deliver callback, at a paced rate (aim: p99
-//     under 20 ms at 1000 tx/s) and at saturation.
+//     (with a doorbell of its own) handing the event to its Deliver
+//     callback, at a paced rate (aim: p99 under 20 ms at 1000 tx/s), at
+//     saturation, and with -idle-samples, for single changes after
+//     -idle-gap of silence (aim: p99 under 20 ms after 10 s).
 //
 // Without -database-url it starts a private PostgreSQL cluster (fsync=off,
 // synchronous_commit=off) in a temporary directory and removes it at the
@@ -17,7 +23,7 @@
 // min–max over the runs. -breakdown adds phases that split the trigger's
 // cost into its parts. Ctrl-C stops at once and prints what was measured.
 //
-//	go run ./cmd/capturebench [-runs 3] [-duration 5s] [-writers 8] [-rate 1000] [-breakdown]
+//	go run ./cmd/capturebench [-runs 3] [-duration 5s] [-writers 8] [-rate 1000] [-durable] [-idle-samples 12] [-breakdown]
 package main
 
 import (
