@@ -2,7 +2,6 @@ package hub_test
 
 import (
 	"context"
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -118,41 +117,38 @@ func TestDoorbellArmWaitsForDisarmedWriters(t *testing.T) {
 	<-b.listening
 	ctx := context.Background()
 
-	// Steady writes until the reader disarmed and a transaction wrote
-	// while it was.
-	stop := make(chan struct{})
-	var g errgroup.Group
-	var burst atomic.Int64
-	g.Go(func() error {
-		for {
-			select {
-			case <-stop:
-				return nil
-			default:
-			}
-			if _, err := pool.Exec(ctx, `INSERT INTO orders (client, account_id) VALUES ('acme', 'burst')`); err != nil {
-				return err
-			}
-			burst.Add(1)
+	// Steady writes until the reader disarmed; then, right after the last
+	// of them and before the reader finds itself idle, a transaction
+	// writes while the doorbell is still disarmed. It must be the last
+	// writer: events committed behind it would keep the reader from
+	// arming (held back is not idle).
+	var late pgx.Tx
+	written := 0
+	for attempt := 0; late == nil; attempt++ {
+		require.Less(t, attempt, 20, "never wrote while the doorbell was disarmed")
+		for doorbellArmed(t, pool, "n1") == nil || *doorbellArmed(t, pool, "n1") {
+			b.exec(t, `INSERT INTO orders (client, account_id) VALUES ('acme', 'burst')`)
+			written++
 		}
-	})
-	awaitDoorbell(t, pool, "n1", false)
-	tx, err := pool.Begin(ctx)
-	require.NoError(t, err)
-	defer tx.Rollback(ctx)
-	_, err = tx.Exec(ctx, `INSERT INTO orders (client, account_id) VALUES ('acme', 'late')`)
-	require.NoError(t, err)
-	var armed bool
-	require.NoError(t, tx.QueryRow(ctx, `SELECT coalesce(bool_or(armed), true) FROM hub.doorbell`).Scan(&armed))
-	close(stop)
-	require.NoError(t, g.Wait())
-	require.False(t, armed, "the late transaction wrote while the doorbell was disarmed")
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, `INSERT INTO orders (client, account_id) VALUES ('acme', 'late')`)
+		require.NoError(t, err)
+		var armed bool
+		require.NoError(t, tx.QueryRow(ctx, `SELECT coalesce(bool_or(armed), true) FROM hub.doorbell`).Scan(&armed))
+		if armed { // the reader armed first: its arm covers this one; try again
+			require.NoError(t, tx.Rollback(ctx))
+			continue
+		}
+		late = tx
+	}
+	defer late.Rollback(ctx)
 
 	// The reader goes idle and arms while the late transaction is open.
 	awaitDoorbell(t, pool, "n1", true)
-	require.NoError(t, tx.Commit(ctx))
-	events := b.got.wait(t, int(burst.Load())+1)
-	require.Len(t, events, int(burst.Load())+1)
-	require.True(t, slices.ContainsFunc(events, func(e store.Event) bool { return e.Subject == "late" }))
+	require.NoError(t, late.Commit(ctx))
+	events := b.got.wait(t, written+1)
+	require.Len(t, events, written+1)
+	require.Equal(t, "late", events[len(events)-1].Subject)
 	requireStrictOrder(t, events)
 }

@@ -4,10 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -77,25 +74,14 @@ type Hub struct {
 
 	channels atomic.Pointer[map[string]bool] // the attached channels
 
-	mu        sync.RWMutex // guards the fields below; taken before any Session.mu
-	sessions  map[*Session]struct{}
-	byID      map[string]*Session
-	byChannel map[string]map[string]map[*Session]struct{} // channel → client → sessions
-	byClient  map[string]map[*Session]struct{}            // client → sessions subscribed to every channel
-	pos       store.Position                              // the last event delivered
-	marks     []mark                                      // recent batches: when each was read
-	conns     [numProtocols]int                           // open sessions per protocol
-	touched   []*Session                                  // the sessions a batch queued to; Deliver's alone
-}
-
-// markEvery is the resolution of read times: batches read within it share
-// one mark, so a lag is overestimated by at most this much.
-const markEvery = 10 * time.Millisecond
-
-// mark records when the batches ending at last were read (the first of them).
-type mark struct {
-	last store.Position
-	at   time.Time
+	mu       sync.RWMutex // guards the fields below; taken before any Session.mu
+	sessions map[*Session]struct{}
+	byID     map[string]*Session
+	idx      index             // who receives what
+	pos      store.Position    // the last event delivered
+	marks    []mark            // recent batches: when each was read
+	conns    [numProtocols]int // open sessions per protocol
+	touched  []*Session        // the sessions a batch queued to; Deliver's alone
 }
 
 // New returns a hub that starts delivering after start (the reader's start).
@@ -103,12 +89,11 @@ func New(log Log, start store.Position, cfg Config) *Hub {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{
 		log: log, cfg: cfg.withDefaults(), ctx: ctx, cancel: cancel,
-		refresh:   make(chan struct{}, 1),
-		sessions:  map[*Session]struct{}{},
-		byID:      map[string]*Session{},
-		byChannel: map[string]map[string]map[*Session]struct{}{},
-		byClient:  map[string]map[*Session]struct{}{},
-		pos:       start,
+		refresh:  make(chan struct{}, 1),
+		sessions: map[*Session]struct{}{},
+		byID:     map[string]*Session{},
+		idx:      newIndex(),
+		pos:      start,
 	}
 	h.channels.Store(&map[string]bool{})
 	return h
@@ -218,6 +203,17 @@ func (h *Hub) Connect(p ConnectParams) *Session {
 	return s
 }
 
+// forget removes s from the hub's maps. Must be called with h.mu and s.mu
+// held.
+func (h *Hub) forget(s *Session) {
+	h.idx.remove(s, s.sub)
+	delete(h.sessions, s)
+	h.conns[s.proto]--
+	if h.byID[s.id] == s {
+		delete(h.byID, s.id)
+	}
+}
+
 // CloseID closes the connection with that ID, if this node has it.
 func (h *Hub) CloseID(id string, c wire.Close) bool {
 	h.mu.RLock()
@@ -228,86 +224,6 @@ func (h *Hub) CloseID(id string, c wire.Close) bool {
 	}
 	s.Close(c)
 	return true
-}
-
-// Subscribe replaces the session's subscription. Channels continuing from
-// the previous subscription go on without gap or duplicate; with Since,
-// the events after it come first (SPEC §4.3). It returns whether Since
-// could be honoured; without Since, true.
-func (s *Session) Subscribe(ctx context.Context, sub Subscription) (recovered bool, err error) {
-	h := s.hub
-	known := *h.channels.Load()
-	if sub.All {
-		sub.Channels = h.Channels()
-	}
-	for _, c := range sub.Channels {
-		if !known[c] {
-			return false, fmt.Errorf("%w: %s", ErrUnknownChannel, c)
-		}
-	}
-	recovered = true
-	if sub.Since != nil {
-		if recovered, err = h.resumable(ctx, *sub.Since); err != nil {
-			return false, err
-		}
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return recovered, nil
-	}
-	fresh := s.sub == nil
-	h.unindex(s)
-	s.sub = &sub
-	s.channels = slices.Compact(slices.Sorted(slices.Values(sub.Channels)))
-	h.index(s)
-	if sub.Reply != nil {
-		s.push(entry{control: sub.Reply(recovered)})
-	}
-	switch {
-	case sub.Since != nil && recovered:
-		s.gen++
-		s.cursor, s.handed, s.subAt, s.live = *sub.Since, *sub.Since, time.Now(), false
-		s.dropEvents()
-		h.startCatchUp(s)
-	case fresh || sub.Since != nil:
-		s.gen++
-		s.cursor, s.handed, s.subAt, s.live = h.pos, h.pos, time.Now(), true
-		s.dropEvents()
-	}
-	s.pump()
-	return recovered, nil
-}
-
-// Unsubscribe stops delivery and drops the events still queued.
-func (s *Session) Unsubscribe() {
-	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h.unindex(s)
-	s.sub, s.live = nil, false
-	s.gen++
-	s.dropEvents()
-}
-
-// dropEvents removes queued events, keeping control frames. Must be called
-// with s.mu held.
-func (s *Session) dropEvents() {
-	if s.events == 0 {
-		return
-	}
-	kept := s.queue[:0]
-	for _, e := range s.queue[s.head:] {
-		if e.msg == nil {
-			kept = append(kept, e)
-		}
-	}
-	clear(s.queue[len(kept):])
-	s.queue, s.head, s.events = kept, 0, 0
 }
 
 // resumable tells whether the log still holds every event after since.
@@ -321,60 +237,6 @@ func (h *Hub) resumable(ctx context.Context, since store.Position) (bool, error)
 		return false, err
 	}
 	return !since.Less(horizon) && !newest.Less(since), nil
-}
-
-// index and unindex must be called with h.mu and s.mu held.
-func (h *Hub) index(s *Session) {
-	sub := s.sub
-	if sub.All {
-		addTo(h.byClient, sub.Client, s)
-		return
-	}
-	for _, c := range sub.Channels {
-		byClient := h.byChannel[c]
-		if byClient == nil {
-			byClient = map[string]map[*Session]struct{}{}
-			h.byChannel[c] = byClient
-		}
-		addTo(byClient, sub.Client, s)
-	}
-}
-
-func (h *Hub) unindex(s *Session) {
-	sub := s.sub
-	if sub == nil {
-		return
-	}
-	if sub.All {
-		removeFrom(h.byClient, sub.Client, s)
-		return
-	}
-	for _, c := range sub.Channels {
-		if byClient := h.byChannel[c]; byClient != nil {
-			removeFrom(byClient, sub.Client, s)
-			if len(byClient) == 0 {
-				delete(h.byChannel, c)
-			}
-		}
-	}
-}
-
-func addTo(m map[string]map[*Session]struct{}, k string, s *Session) {
-	set := m[k]
-	if set == nil {
-		set = map[*Session]struct{}{}
-		m[k] = set
-	}
-	set[s] = struct{}{}
-}
-
-func removeFrom(m map[string]map[*Session]struct{}, k string, s *Session) {
-	if set := m[k]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(m, k)
-		}
-	}
 }
 
 // Deliver fans a batch out to the live sessions; it is the reader's
@@ -392,15 +254,16 @@ func (h *Hub) Deliver(_ context.Context, batch []store.Event) error {
 	h.mu.Lock()
 	for i := range batch {
 		m := newMessage(batch[i], now)
-		h.route(m)
+		h.idx.route(&m.event, func(set sessionSet) {
+			for s := range set {
+				if s.offer(m) {
+					h.touched = append(h.touched, s)
+				}
+			}
+		})
 	}
 	h.pos = batch[len(batch)-1].Pos
-	if n := len(h.marks); n > 0 && now.Sub(h.marks[n-1].at) < markEvery {
-		h.marks[n-1].last = h.pos // one mark per markEvery bounds the memory at any batch rate
-	} else {
-		h.marks = append(h.marks, mark{last: h.pos, at: now})
-	}
-	h.trimMarks(now)
+	h.markRead(now)
 	h.metrics.events.Add(int64(len(batch)))
 	touched := h.touched
 	h.touched = nil
@@ -411,77 +274,6 @@ func (h *Hub) Deliver(_ context.Context, batch []store.Event) error {
 	clear(touched)
 	h.touched = touched[:0]
 	return nil
-}
-
-// route must be called with h.mu held. The event's scope, not its client
-// alone, decides who may see it (SPEC §2.2): a tenant channel's event
-// without a client reaches no one, and so does an event of a channel that
-// is not attached.
-func (h *Hub) route(m *message) {
-	e := &m.event
-	byClient := h.byChannel[e.Channel]
-	switch {
-	case e.Scope == store.ScopeNone, e.Scope == store.ScopeTenant && e.Client == "":
-		return
-	case e.Client != "":
-		h.offerAll(byClient[e.Client], m)
-		h.offerAll(h.byClient[e.Client], m)
-		return
-	}
-	for _, set := range byClient {
-		h.offerAll(set, m)
-	}
-	for _, set := range h.byClient {
-		h.offerAll(set, m)
-	}
-}
-
-// offerAll offers m to each session of set. Must be called with h.mu held.
-func (h *Hub) offerAll(set map[*Session]struct{}, m *message) {
-	for s := range set {
-		if s.offer(m) {
-			h.touched = append(h.touched, s)
-		}
-	}
-}
-
-// trimMarks keeps the marks a lag computation can still need. Must be
-// called with h.mu held.
-func (h *Hub) trimMarks(now time.Time) {
-	keep := 2 * h.cfg.MaxLag
-	i := 0
-	for i < len(h.marks)-1 && now.Sub(h.marks[i].at) > keep {
-		i++
-	}
-	if i > 0 {
-		h.marks = slices.Delete(h.marks, 0, i)
-	}
-}
-
-// readAt is when this node read the event at p; now for an event it has
-// not read yet; the zero time for one at or before its start position
-// while it has read nothing since: a session's wait for such an event
-// starts at its subscribe (SPEC §6), where "now" would make a replay on a
-// fresh node never late. Must be called with h.mu held.
-func (h *Hub) readAt(p store.Position, now time.Time) time.Time {
-	i := sort.Search(len(h.marks), func(i int) bool { return !h.marks[i].last.Less(p) })
-	switch {
-	case i < len(h.marks):
-		return h.marks[i].at
-	case !h.pos.Less(p):
-		return time.Time{}
-	}
-	return now
-}
-
-// waitAfter is when this node read the first event after p. Must be
-// called with h.mu held.
-func (h *Hub) waitAfter(p store.Position, now time.Time) time.Time {
-	next := store.Position{Xid: p.Xid, ID: p.ID + 1}
-	if p.ID == math.MaxInt64 { // a point below a watermark, not an event
-		next = store.Position{Xid: p.Xid + 1}
-	}
-	return h.readAt(next, now)
 }
 
 // sweep closes slow consumers and sends heartbeats.

@@ -290,7 +290,7 @@ func (r *Reader) tail(ctx context.Context) error {
 			}
 			unassigned = b.Unassigned
 			if r.cfg.Node != "" {
-				bell, armXmax, wait = r.bellStep(ctx, bell, armXmax, n, watermark, now.Sub(lastEvents), wait)
+				bell, armXmax, wait = r.bellStep(ctx, bell, armXmax, n, watermark, now.Sub(lastEvents), b.HeldBack, wait)
 			}
 		}
 		t := time.NewTimer(wait)
@@ -309,11 +309,17 @@ func (r *Reader) tail(ctx context.Context) error {
 }
 
 // bellStep moves the doorbell on after a read that found n events, with
-// watermark, idle since the last events found; it returns the doorbell,
-// the watermark to pass, and how long the tail may wait (at most wait).
+// watermark, idle since the last events found, and heldBack when
+// committed events wait behind an open transaction; it returns the
+// doorbell, the watermark to pass, and how long the tail may wait (at most
+// wait).
 func (r *Reader) bellStep(ctx context.Context, bell doorbell, armXmax uint64, n int, watermark uint64,
-	idle, wait time.Duration) (doorbell, uint64, time.Duration) {
+	idle time.Duration, heldBack bool, wait time.Duration) (doorbell, uint64, time.Duration) {
 	switch {
+	case bell == disarmed && heldBack:
+		// Not idle: the writes go on behind an open transaction, and the
+		// held-back backoff looks again soon enough.
+		return bell, armXmax, wait
 	case bell == disarmed && (n > 0 || idle < idleAfter):
 		return bell, armXmax, min(wait, busyPoll)
 	case bell == disarmed, bell == ringing:

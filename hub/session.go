@@ -1,6 +1,8 @@
 package hub
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -175,12 +177,7 @@ func (s *Session) detachLocked() bool {
 		return false
 	}
 	s.closed = true
-	s.hub.unindex(s)
-	delete(s.hub.sessions, s)
-	s.hub.conns[s.proto]--
-	if s.hub.byID[s.id] == s {
-		delete(s.hub.byID, s.id)
-	}
+	s.hub.forget(s)
 	s.sub, s.queue, s.head, s.events = nil, nil, 0, 0
 	s.signalRoom()
 	return true
@@ -365,4 +362,84 @@ func maxTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
+}
+
+// Subscribe replaces the session's subscription. Channels continuing from
+// the previous subscription go on without gap or duplicate; with Since,
+// the events after it come first (SPEC §4.3). It returns whether Since
+// could be honoured; without Since, true.
+func (s *Session) Subscribe(ctx context.Context, sub Subscription) (recovered bool, err error) {
+	h := s.hub
+	known := *h.channels.Load()
+	if sub.All {
+		sub.Channels = h.Channels()
+	}
+	for _, c := range sub.Channels {
+		if !known[c] {
+			return false, fmt.Errorf("%w: %s", ErrUnknownChannel, c)
+		}
+	}
+	recovered = true
+	if sub.Since != nil {
+		if recovered, err = h.resumable(ctx, *sub.Since); err != nil {
+			return false, err
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return recovered, nil
+	}
+	fresh := s.sub == nil
+	h.idx.remove(s, s.sub)
+	s.sub = &sub
+	s.channels = slices.Compact(slices.Sorted(slices.Values(sub.Channels)))
+	h.idx.add(s, s.sub)
+	if sub.Reply != nil {
+		s.push(entry{control: sub.Reply(recovered)})
+	}
+	switch {
+	case sub.Since != nil && recovered:
+		s.gen++
+		s.cursor, s.handed, s.subAt, s.live = *sub.Since, *sub.Since, time.Now(), false
+		s.dropEvents()
+		h.startCatchUp(s)
+	case fresh || sub.Since != nil:
+		s.gen++
+		s.cursor, s.handed, s.subAt, s.live = h.pos, h.pos, time.Now(), true
+		s.dropEvents()
+	}
+	s.pump()
+	return recovered, nil
+}
+
+// Unsubscribe stops delivery and drops the events still queued.
+func (s *Session) Unsubscribe() {
+	h := s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h.idx.remove(s, s.sub)
+	s.sub, s.live = nil, false
+	s.gen++
+	s.dropEvents()
+}
+
+// dropEvents removes queued events, keeping control frames. Must be called
+// with s.mu held.
+func (s *Session) dropEvents() {
+	if s.events == 0 {
+		return
+	}
+	kept := s.queue[:0]
+	for _, e := range s.queue[s.head:] {
+		if e.msg == nil {
+			kept = append(kept, e)
+		}
+	}
+	clear(s.queue[len(kept):])
+	s.queue, s.head, s.events = kept, 0, 0
 }
