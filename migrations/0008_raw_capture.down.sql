@@ -209,3 +209,53 @@ $$;
 
 ALTER TABLE hub.events DROP COLUMN raw;
 
+-- Migration 1's hub.attach and hub.detach: one trigger per table, given
+-- the column map.
+CREATE OR REPLACE FUNCTION hub.attach(tbl regclass, channel text, tenant_column text, subject_column text, ops text[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    col text;
+BEGIN
+    IF ops IS NULL OR cardinality(ops) = 0 OR NOT ops <@ ARRAY['INSERT', 'UPDATE', 'DELETE'] THEN
+        RAISE EXCEPTION 'hub.attach: ops must be a non-empty subset of {INSERT,UPDATE,DELETE}, got %', ops;
+    END IF;
+    FOREACH col IN ARRAY ARRAY[tenant_column, subject_column] LOOP
+        IF col IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = col AND attnum > 0 AND NOT attisdropped) THEN
+            RAISE EXCEPTION 'hub.attach: table % has no column %', tbl, col;
+        END IF;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM hub.channels c WHERE c.channel = attach.channel AND c.tbl <> attach.tbl) THEN
+        RAISE EXCEPTION 'hub.attach: channel % already broadcasts another table; detach that one first', channel;
+    END IF;
+    PERFORM hub.detach(tbl);
+    INSERT INTO hub.channels (channel, tbl, tenant_column, subject_column, ops)
+    VALUES (attach.channel, tbl, tenant_column, subject_column,
+            ARRAY(SELECT DISTINCT unnest(ops) ORDER BY 1));
+    EXECUTE format('CREATE TRIGGER hub_capture AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION hub.capture(%L, %L, %L, %L)',
+                   array_to_string(ARRAY(SELECT DISTINCT unnest(ops)), ' OR '), tbl,
+                   attach.channel, coalesce(tenant_column, ''), coalesce(subject_column, ''),
+                   hub.column_map(tbl));
+    PERFORM pg_notify('hub_channels', '');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hub.detach(tbl regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS hub_capture ON %s', tbl);
+    DELETE FROM hub.channels c WHERE c.tbl = detach.tbl;
+    PERFORM pg_notify('hub_channels', '');
+END
+$$;
+
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT * FROM hub.channels ORDER BY channel LOOP
+        EXECUTE format('DROP TRIGGER IF EXISTS hub_capture_update ON %s', c.tbl);
+        PERFORM hub.attach(c.tbl, c.channel, c.tenant_column, c.subject_column, c.ops);
+    END LOOP;
+END
+$$;

@@ -19,9 +19,8 @@ ALTER TABLE hub.events ADD COLUMN raw boolean;
 -- one by EXCEPT of the two rows' jsonb_each 1.6 times. No TimeZone of its
 -- own any more: the store reads the offsets. SECURITY DEFINER and the
 -- search_path stay, since writers have no privilege on schema hub
--- (migration 4). TG_ARGV[3], the column map of hub.attach, is no longer
--- read; it stays in the triggers for migration 7's capture, should this
--- migration be reverted.
+-- (migration 4). TG_ARGV[3], the column map that migration 1's
+-- hub.attach passed, is not read (hub.attach below passes none).
 CREATE OR REPLACE FUNCTION hub.capture() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -147,3 +146,70 @@ BEGIN
 END
 $$;
 
+-- hub.attach of migration 1, with UPDATE captured by a trigger of its own
+-- whose WHEN skips the rows an UPDATE left identical: a no-op UPDATE
+-- records nothing anyway, and it no longer pays for the call, the
+-- conversions to jsonb and the diff (about half the throughput of no-op
+-- UPDATEs). WHEN compares the rows' images (*<>): IS DISTINCT FROM would
+-- look up each column type's equality, which json, point and xml lack,
+-- and fail the writer's UPDATE. Values equal but written differently
+-- (1.0 and 1.00) still fire it, and the capture's jsonb diff finds them
+-- unchanged. A table's INSERT and DELETE, or its UPDATE alone, are
+-- captured by hub_capture; its UPDATE along with them by
+-- hub_capture_update. The triggers take no column map any more.
+CREATE OR REPLACE FUNCTION hub.attach(tbl regclass, channel text, tenant_column text, subject_column text, ops text[])
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    col     text;
+    args    text := format('%L, %L, %L', attach.channel, coalesce(tenant_column, ''), coalesce(subject_column, ''));
+    row_ops text[] := ARRAY(SELECT DISTINCT o FROM unnest(ops) AS o WHERE o <> 'UPDATE' ORDER BY 1);
+    upd     text := 'CREATE TRIGGER %I AFTER UPDATE ON %s FOR EACH ROW WHEN (OLD.* OPERATOR(pg_catalog.*<>) NEW.*) '
+                    'EXECUTE FUNCTION hub.capture(%s)';
+BEGIN
+    IF ops IS NULL OR cardinality(ops) = 0 OR NOT ops <@ ARRAY['INSERT', 'UPDATE', 'DELETE'] THEN
+        RAISE EXCEPTION 'hub.attach: ops must be a non-empty subset of {INSERT,UPDATE,DELETE}, got %', ops;
+    END IF;
+    FOREACH col IN ARRAY ARRAY[tenant_column, subject_column] LOOP
+        IF col IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM pg_attribute WHERE attrelid = tbl AND attname = col AND attnum > 0 AND NOT attisdropped) THEN
+            RAISE EXCEPTION 'hub.attach: table % has no column %', tbl, col;
+        END IF;
+    END LOOP;
+    IF EXISTS (SELECT 1 FROM hub.channels c WHERE c.channel = attach.channel AND c.tbl <> attach.tbl) THEN
+        RAISE EXCEPTION 'hub.attach: channel % already broadcasts another table; detach that one first', channel;
+    END IF;
+    PERFORM hub.detach(tbl);
+    INSERT INTO hub.channels (channel, tbl, tenant_column, subject_column, ops)
+    VALUES (attach.channel, tbl, tenant_column, subject_column,
+            ARRAY(SELECT DISTINCT unnest(ops) ORDER BY 1));
+    IF cardinality(row_ops) > 0 THEN
+        EXECUTE format('CREATE TRIGGER hub_capture AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION hub.capture(%s)',
+                       array_to_string(row_ops, ' OR '), tbl, args);
+    END IF;
+    IF 'UPDATE' = ANY (ops) THEN
+        EXECUTE format(upd, CASE WHEN cardinality(row_ops) > 0 THEN 'hub_capture_update' ELSE 'hub_capture' END, tbl, args);
+    END IF;
+    PERFORM pg_notify('hub_channels', '');
+END
+$$;
+
+CREATE OR REPLACE FUNCTION hub.detach(tbl regclass) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE format('DROP TRIGGER IF EXISTS hub_capture ON %s', tbl);
+    EXECUTE format('DROP TRIGGER IF EXISTS hub_capture_update ON %s', tbl);
+    DELETE FROM hub.channels c WHERE c.tbl = detach.tbl;
+    PERFORM pg_notify('hub_channels', '');
+END
+$$;
+
+-- Every attached table gets its new triggers.
+DO $$
+DECLARE
+    c record;
+BEGIN
+    FOR c IN SELECT * FROM hub.channels ORDER BY channel LOOP
+        PERFORM hub.attach(c.tbl, c.channel, c.tenant_column, c.subject_column, c.ops);
+    END LOOP;
+END
+$$;
