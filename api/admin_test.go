@@ -708,8 +708,12 @@ func TestAdminEmergency(t *testing.T) {
 	requireUTC(t, on.TriggeredAt.Format(time.RFC3339Nano))
 	require.Equal(t, 1, b.emergencyEvents(t), "a change is broadcast")
 	var payload, old map[string]any
+	var id int64
 	require.NoError(t, b.pool.QueryRow(context.Background(),
-		`SELECT payload, old FROM hub.events WHERE channel = 'emergency' ORDER BY id DESC LIMIT 1`).Scan(&payload, &old))
+		`SELECT id FROM hub.events WHERE channel = 'emergency' ORDER BY id DESC LIMIT 1`).Scan(&id))
+	last := loggedEvent(t, b.store, id)
+	require.NoError(t, json.Unmarshal(last.Payload, &payload))
+	require.NoError(t, json.Unmarshal(last.Old, &old))
 	require.Equal(t, map[string]any{"id": 1.0, "emergency": true, "reason": "maintenance", "triggeredAt": payload["triggeredAt"]}, payload)
 	require.Equal(t, map[string]any{"emergency": false, "reason": nil, "triggeredAt": nil}, old)
 

@@ -393,22 +393,13 @@ func TestEOSParkSubscribe(t *testing.T) {
 // event returns how protocol B must push the event with that id.
 func (b *bBundle) event(t *testing.T, id int64) string {
 	t.Helper()
-	var (
-		xid, channel, op, subject string
-		payload                   []byte
-		old                       []byte
-		created                   time.Time
-	)
-	err := b.pool.QueryRow(context.Background(), `
-		SELECT xid::text, channel, op, coalesce(subject, ''), payload, old, created_at
-		FROM hub.events WHERE id = $1`, id).Scan(&xid, &channel, &op, &subject, &payload, &old, &created)
-	require.NoError(t, err)
-	action := fmt.Sprintf(`{"account":%q,"name":%q,"authorization":[{"actor":%q,"permission":"active"}],"data":%s`, channel, op, subject, payload)
-	if old != nil {
-		action += `,"old":` + string(old)
+	e := loggedEvent(t, b.store, id)
+	action := fmt.Sprintf(`{"account":%q,"name":%q,"authorization":[{"actor":%q,"permission":"active"}],"data":%s`, e.Channel, e.Op, e.Subject, e.Payload)
+	if e.Old != nil {
+		action += `,"old":` + string(e.Old)
 	}
-	return fmt.Sprintf(`{"errno":0,"msg_type":"data","errmsg":"","data":{"trx_id":"%s-%d","block_num":%d,"trx_timestamp":%q,"actions":[%s}]}}`,
-		xid, id, id, created.UTC().Format("2006-01-02T15:04:05.000"), action)
+	return fmt.Sprintf(`{"errno":0,"msg_type":"data","errmsg":"","data":{"trx_id":"%s","block_num":%d,"trx_timestamp":%q,"actions":[%s}]}}`,
+		e.Pos, id, e.CreatedAt.UTC().Format("2006-01-02T15:04:05.000"), action)
 }
 
 // requirePushB reads the next frame, checks it is exactly the push of its

@@ -263,17 +263,15 @@ func (c *sseClient) broadcast(t *testing.T) sseEvent {
 // position and the SSE data the hub must send for it.
 func (b *sseBundle) lastEvent(t *testing.T, channel string) (pos, data string) {
 	t.Helper()
-	var op, payload string
-	var old *string
-	err := b.pool.QueryRow(context.Background(), `
-		SELECT xid::text || '-' || id, op, payload::text, old::text FROM hub.events
-		WHERE channel = $1 ORDER BY xid DESC, id DESC LIMIT 1`, channel).Scan(&pos, &op, &payload, &old)
-	require.NoError(t, err)
-	data = `{"channel":"` + channel + `","event":"` + op + `","payload":` + payload
-	if old != nil {
-		data += `,"old":` + *old
+	var id int64
+	require.NoError(t, b.pool.QueryRow(context.Background(),
+		`SELECT id FROM hub.events WHERE channel = $1 ORDER BY xid DESC, id DESC LIMIT 1`, channel).Scan(&id))
+	e := loggedEvent(t, b.store, id)
+	data = `{"channel":"` + channel + `","event":"` + e.Op + `","payload":` + string(e.Payload)
+	if e.Old != nil {
+		data += `,"old":` + string(e.Old)
 	}
-	return pos, data + "}"
+	return e.Pos.String(), data + "}"
 }
 
 func keyHeader(key string) http.Header { return http.Header{"X-Api-Key": {key}} }

@@ -21,7 +21,7 @@ import (
 var files embed.FS
 
 // Latest is the version Up migrates to; /readyz compares it with the database's.
-const Latest = 7
+const Latest = 8
 
 // Up applies every migration not applied yet, then rebuilds the index of
 // migration 5 if a failed concurrent build left it invalid (rebuildIndex).

@@ -20,6 +20,7 @@ type Event struct {
 	Old       json.RawMessage // the changed columns' previous values; nil unless UPDATE
 	CreatedAt time.Time
 	Scope     Scope
+	raw       bool // Payload and Old are as the capture recorded them (toWire)
 }
 
 // Scope says who may see an event. It comes from the channel's entry in
@@ -52,6 +53,11 @@ func (e *Event) Visible(client string) bool {
 	return false
 }
 
+// rawJSON scans a jsonb column as PostgreSQL wrote it: into a
+// json.RawMessage, pgx would run it through json.Unmarshal, which checks
+// what jsonb has already checked.
+func rawJSON(m *json.RawMessage) *[]byte { return (*[]byte)(m) }
+
 func parseScope(s *string) Scope {
 	switch {
 	case s == nil:
@@ -74,10 +80,11 @@ func (s *Store) EventsAfter(ctx context.Context, after Position, limit int) ([]E
 	// The last row, id 0 (events start at 1), carries the watermark; the
 	// function is STABLE, so it sees this statement's snapshot.
 	rows, err := s.pool.Query(ctx, `
-		SELECT xid::text, id, channel, op, coalesce(client, ''), coalesce(subject, ''), payload, old, created_at, scope
+		SELECT xid::text, id, channel, op, coalesce(client, ''), coalesce(subject, ''), payload, old, created_at, scope,
+		       coalesce(raw, false)
 		FROM hub.events_after($1::text::xid8, $2, $3)
 		UNION ALL
-		SELECT pg_snapshot_xmin(pg_current_snapshot())::text, 0, '', '', '', '', NULL, NULL, now(), NULL`,
+		SELECT pg_snapshot_xmin(pg_current_snapshot())::text, 0, '', '', '', '', NULL, NULL, now(), NULL, false`,
 		strconv.FormatUint(after.Xid, 10), after.ID, limit)
 	if err != nil {
 		return nil, 0, fmt.Errorf("read events after %s: %w", after, err)
@@ -91,7 +98,7 @@ func (s *Store) EventsAfter(ctx context.Context, after Position, limit int) ([]E
 		var e Event
 		var xid string
 		var scope *string
-		if err := rows.Scan(&xid, &e.Pos.ID, &e.Channel, &e.Op, &e.Client, &e.Subject, &e.Payload, &e.Old, &e.CreatedAt, &scope); err != nil {
+		if err := rows.Scan(&xid, &e.Pos.ID, &e.Channel, &e.Op, &e.Client, &e.Subject, rawJSON(&e.Payload), rawJSON(&e.Old), &e.CreatedAt, &scope, &e.raw); err != nil {
 			return nil, 0, fmt.Errorf("scan event: %w", err)
 		}
 		x, err := strconv.ParseUint(xid, 10, 64)
@@ -110,6 +117,9 @@ func (s *Store) EventsAfter(ctx context.Context, after Position, limit int) ([]E
 	}
 	if watermark == 0 {
 		return nil, 0, fmt.Errorf("read events after %s: no watermark", after)
+	}
+	if err := s.toWire(ctx, events); err != nil {
+		return nil, 0, fmt.Errorf("read events after %s: %w", after, err)
 	}
 	return events, watermark, nil
 }

@@ -22,7 +22,8 @@ type EventListParams struct {
 // page is bounded by LIMIT; a filter that matches rarely makes the walk
 // longer (up to the whole log past after), which is fine for an admin page.
 const eventListSQL = `
-	SELECT xid::text, id, channel, op, coalesce(client, ''), coalesce(subject, ''), payload, old, created_at
+	SELECT xid::text, id, channel, op, coalesce(client, ''), coalesce(subject, ''), payload, old, created_at,
+	       coalesce(raw, false)
 	FROM hub.events e
 	WHERE (e.xid, e.id) > ($1::text::xid8, $2)
 	  AND e.xid < pg_snapshot_xmin(pg_current_snapshot())
@@ -52,6 +53,9 @@ func (s *Store) EventList(ctx context.Context, p EventListParams) ([]Event, erro
 		events, err = pgx.CollectRows(rows, scanEvent)
 		return err
 	})
+	if err == nil {
+		err = s.toWire(ctx, events)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list events after %s: %w", p.After, err)
 	}
@@ -64,7 +68,7 @@ func scanEvent(r pgx.CollectableRow) (Event, error) {
 		e   Event
 		xid string
 	)
-	if err := r.Scan(&xid, &e.Pos.ID, &e.Channel, &e.Op, &e.Client, &e.Subject, &e.Payload, &e.Old, &e.CreatedAt); err != nil {
+	if err := r.Scan(&xid, &e.Pos.ID, &e.Channel, &e.Op, &e.Client, &e.Subject, rawJSON(&e.Payload), rawJSON(&e.Old), &e.CreatedAt, &e.raw); err != nil {
 		return Event{}, fmt.Errorf("scan event: %w", err)
 	}
 	x, err := strconv.ParseUint(xid, 10, 64)

@@ -43,7 +43,7 @@ func (s *Store) EventsFor(ctx context.Context, f EventFilter, maxRows int, maxBy
 	}
 	rows, err := s.pool.Query(ctx, `
 		SELECT xid::text, id, channel, op, coalesce(client, ''), coalesce(subject, ''), payload, old, created_at, scope,
-		       watermark::text, trimmed
+		       coalesce(raw, false), watermark::text, trimmed
 		FROM hub.events_for($1::text::xid8, $2, $3, $4, $5, $6)`,
 		strconv.FormatUint(f.After.Xid, 10), f.After.ID, f.Client, channels, maxRows, maxBytes)
 	if err != nil {
@@ -60,7 +60,7 @@ func (s *Store) EventsFor(ctx context.Context, f EventFilter, maxRows int, maxBy
 			created                       *time.Time
 			trimmed                       *bool
 		)
-		if err := rows.Scan(&xid, &id, &channel, &op, &e.Client, &e.Subject, &e.Payload, &e.Old, &created, &scope, &mark, &trimmed); err != nil {
+		if err := rows.Scan(&xid, &id, &channel, &op, &e.Client, &e.Subject, rawJSON(&e.Payload), rawJSON(&e.Old), &created, &scope, &e.raw, &mark, &trimmed); err != nil {
 			return EventPage{}, fmt.Errorf("scan event: %w", err)
 		}
 		if op == nil { // the marker row, last
@@ -87,6 +87,9 @@ func (s *Store) EventsFor(ctx context.Context, f EventFilter, maxRows int, maxBy
 	}
 	if !marked {
 		return EventPage{}, fmt.Errorf("read events for %q after %s: no end marker", f.Client, f.After)
+	}
+	if err := s.toWire(ctx, page.Events); err != nil {
+		return EventPage{}, fmt.Errorf("read events for %q after %s: %w", f.Client, f.After, err)
 	}
 	return page, nil
 }

@@ -11,6 +11,7 @@ import (
 // Store is the hub's access to PostgreSQL.
 type Store struct {
 	pool *pgxpool.Pool
+	cols columnCache
 }
 
 // New wraps a pool; the caller owns the pool and closes it.

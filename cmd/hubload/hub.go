@@ -19,9 +19,13 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// hubTrigger is the capture trigger hub.attach creates on a table
-// (migrations/0001_hub.up.sql).
-const hubTrigger = "hub_capture"
+// hubTrigger is the capture trigger hub.attach creates on a table, and
+// hubUpdateTrigger the second one, for UPDATE, of a table whose INSERTs or
+// DELETEs are captured too (migrations/0008_raw_capture.up.sql).
+const (
+	hubTrigger       = "hub_capture"
+	hubUpdateTrigger = "hub_capture_update"
+)
 
 // hubServer is the hub under test: one hubload started, or one given by
 // -url.

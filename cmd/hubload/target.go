@@ -135,6 +135,11 @@ func (t *target) activate(ctx context.Context, ctl *pgx.Conn, table string, s se
 			triggers = append(triggers, o.trigger())
 		}
 	}
+	var hubUpdate bool
+	if err := ctl.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_trigger WHERE tgrelid = $1::regclass AND tgname = $2)`,
+		table, hubUpdateTrigger).Scan(&hubUpdate); err != nil {
+		return fmt.Errorf("look for %s on %s: %w", hubUpdateTrigger, table, err)
+	}
 	var sql strings.Builder
 	for _, tr := range triggers {
 		state := "DISABLE"
@@ -142,6 +147,9 @@ func (t *target) activate(ctx context.Context, ctl *pgx.Conn, table string, s se
 			state = "ENABLE"
 		}
 		fmt.Fprintf(&sql, "ALTER TABLE %s %s TRIGGER %s;\n", table, state, tr)
+		if tr == hubTrigger && hubUpdate {
+			fmt.Fprintf(&sql, "ALTER TABLE %s %s TRIGGER %s;\n", table, state, hubUpdateTrigger)
+		}
 	}
 	if _, err := ctl.Exec(ctx, sql.String()); err != nil {
 		return fmt.Errorf("switch the triggers on %s to %s's: %w", table, s.name(), err)
