@@ -208,7 +208,7 @@ func (b *bench) readerPhase(ctx context.Context, run, rate int, write func(conte
 	listening := make(chan struct{})
 	var once sync.Once
 	reader := hub.NewReader(store.New(pool), hub.ReaderConfig{
-		Node:        "capturebench",
+		Node:        b.readerNode(),
 		Deliver:     tr.deliver,
 		OnListening: func() { once.Do(func() { close(listening) }) },
 		Logger:      slog.New(slog.NewTextHandler(b.log, &slog.HandlerOptions{Level: slog.LevelWarn})),
@@ -257,4 +257,12 @@ func modeName(rate int) string {
 
 func (b *bench) progress(format string, args ...any) {
 	fmt.Fprintf(b.log, format+"\n", args...)
+}
+
+// readerNode names the lag reader's doorbell; "" for none (-doorbell=false).
+func (b *bench) readerNode() string {
+	if b.cfg.Doorbell {
+		return "capturebench"
+	}
+	return ""
 }

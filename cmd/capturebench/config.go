@@ -25,8 +25,8 @@ type config struct {
 	Rate int
 	// Rows is how many orders rows are updated at random (default 10000).
 	Rows int
-	// Breakdown adds a phase per trigger variant that splits the trigger's
-	// cost into its parts, and timings of the wire-form helpers (default off).
+	// Breakdown adds a phase per stage of the capture trigger, splitting its
+	// cost into its parts (default off).
 	Breakdown bool
 	// Durable starts the private cluster with PostgreSQL's own fsync and
 	// synchronous_commit (on) instead of off (default off).
@@ -38,6 +38,10 @@ type config struct {
 	// after IdleGap of silence (default 0: no idle phase; IdleGap 10s).
 	IdleSamples int
 	IdleGap     time.Duration
+	// Doorbell gives the lag phases' reader a doorbell of its own, which it
+	// disarms under steady writes (default true); false keeps every
+	// transaction ringing, as before the adaptive doorbell, to compare.
+	Doorbell bool
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -51,11 +55,12 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.Writers, "writers", 8, "writer connections")
 	fs.IntVar(&c.Rate, "rate", 1000, "paced mode: single-row transactions per second across all writers")
 	fs.IntVar(&c.Rows, "rows", 10000, "orders rows to pre-populate and update at random")
-	fs.BoolVar(&c.Breakdown, "breakdown", false, "also split the trigger's cost into its parts (trigger variants and helper timings)")
+	fs.BoolVar(&c.Breakdown, "breakdown", false, "also split the trigger's cost into its parts (trigger stages)")
 	fs.BoolVar(&c.Durable, "durable", false, "private cluster: keep fsync and synchronous_commit on (PostgreSQL's defaults)")
 	fs.DurationVar(&c.Drain, "drain", 10*time.Second, "longest wait for the reader to catch up at the end of a lag phase")
 	fs.IntVar(&c.IdleSamples, "idle-samples", 0, "idle phase: single changes, each after -idle-gap of silence (0: no idle phase)")
 	fs.DurationVar(&c.IdleGap, "idle-gap", 10*time.Second, "idle phase: the silence before each change")
+	fs.BoolVar(&c.Doorbell, "doorbell", true, "lag phases: the reader disarms its doorbell under steady writes; false: every transaction rings, as before")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
-	"time"
 )
 
 // Aims documented in the issue.
@@ -34,7 +33,6 @@ type report struct {
 	taxes  []taxResult
 	lags   []lagResult
 	parts  []breakdownResult
-	helper []helperTiming
 }
 
 func newReport(w io.Writer) *report {
@@ -231,14 +229,6 @@ func (r *report) breakdown(results []breakdownResult) {
 	}
 }
 
-func (r *report) helpers(hs []helperTiming) {
-	r.helper = hs
-	for _, h := range hs {
-		r.emit(map[string]any{"kind": "helper_timing", "helper": h.Name, "per_call_own_statement_us": round3(us(h.PerCall)),
-			"per_call_in_one_query_us": round3(us(h.InQuery)), "baseline_statement_us": round3(us(h.Baseline))})
-	}
-}
-
 func (r *report) breakdownTable(out io.Writer) {
 	if len(r.parts) == 0 {
 		return
@@ -259,22 +249,7 @@ func (r *report) breakdownTable(out io.Writer) {
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%.0f–%.0f\t%.1f\t%s\t%.3f\t%s\t%.3f\t%s\t\n", b.Variant.Name, s.Median, s.Min, s.Max,
 			perTx, dUS, trig, dTrig, ms(b.ExecTime.P50), b.Variant.What)
-		if !strings.HasSuffix(b.Variant.Name, "(what-if)") { // a what-if compares with hub.capture
-			prevUS, prevTrig = perTx, trig
-		}
-	}
-	tw.Flush()
-	if len(r.helper) == 0 {
-		return
-	}
-	fmt.Fprintln(out, "\nHelper calls: own statement = median client time of the statement minus the same statement without the call")
-	fmt.Fprintln(out, "(one transaction each, as the trigger calls them); in one query = amortised over 10,000 rows of one query")
-	tw = newTable(out)
-	fmt.Fprintln(tw, "helper\tus/call, own statement\tus/call, in one query\tbaseline statement us\t")
-	for _, h := range r.helper {
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t\n", h.Name, us(h.PerCall), us(h.InQuery), us(h.Baseline))
+		prevUS, prevTrig = perTx, trig
 	}
 	tw.Flush()
 }
-
-func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
