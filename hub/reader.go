@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -105,6 +106,9 @@ type Reader struct {
 	src  Source
 	cfg  ReaderConfig
 	wake chan struct{}
+	// rearm: the listener reconnected, maybe to a database that restarted
+	// and emptied hub.doorbell; the tail arms again.
+	rearm atomic.Bool
 
 	mu  sync.Mutex // guards pos
 	pos store.Position
@@ -163,7 +167,9 @@ func (r *Reader) listen(ctx context.Context) error {
 		if r.cfg.OnListening != nil {
 			r.cfg.OnListening()
 		}
-		// Whatever was notified while we were not listening is read now.
+		// Whatever was notified while we were not listening is read now,
+		// and the doorbell is armed again.
+		r.rearm.Store(true)
 		r.ring()
 		if r.cfg.OnChannels != nil {
 			r.cfg.OnChannels()
@@ -266,6 +272,9 @@ func (r *Reader) tail(ctx context.Context) error {
 				r.cfg.Logger.Warn("reading the event log failed; retrying", "err", err, "attempt", failures)
 			}
 			wait = backoff(failures)
+			if bell != disarmed {
+				bell = ringing // the database may have restarted, emptying hub.doorbell
+			}
 		} else {
 			if failures > 0 {
 				r.cfg.Logger.Info("reading the event log again", "after_attempts", failures)
@@ -289,6 +298,9 @@ func (r *Reader) tail(ctx context.Context) error {
 				}
 			}
 			unassigned = b.Unassigned
+			if r.rearm.Swap(false) && bell != disarmed {
+				bell = ringing
+			}
 			if r.cfg.Node != "" {
 				bell, armXmax, wait = r.bellStep(ctx, bell, armXmax, n, watermark, now.Sub(lastEvents), b.HeldBack, wait)
 			}

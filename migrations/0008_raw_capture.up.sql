@@ -52,12 +52,16 @@ BEGIN
         END IF;
     END IF;
     -- The attached guard and the doorbell of migration 7, in one statement.
+    -- A writer not in READ COMMITTED reads the doorbell with its
+    -- transaction's first snapshot, which may be older than the arm a
+    -- reader waits on: such a writer always rings.
     INSERT INTO hub.events (channel, op, client, subject, payload, old, raw)
     SELECT chan, TG_OP, owner, cur ->> subj, cur, changed, true
     WHERE EXISTS (SELECT FROM hub.channels c WHERE c.channel = chan AND c.tbl = TG_RELID)
        OR EXISTS (SELECT FROM hub.channels c
                   WHERE c.channel = chan AND c.tbl IN (SELECT pg_partition_ancestors(TG_RELID)))
-    RETURNING (SELECT coalesce(bool_or(d.armed), true) FROM hub.doorbell d) INTO ring;
+    RETURNING (SELECT coalesce(bool_or(d.armed), true) FROM hub.doorbell d)
+              OR current_setting('transaction_isolation') <> 'read committed' INTO ring;
     IF ring THEN
         PERFORM pg_notify('hub_events', ''); -- identical notifications of one transaction fold into one
     END IF;

@@ -7,24 +7,27 @@ import (
 )
 
 // DoorbellArm asks the capture to ring for node's reader (SPEC §2.2) and
-// returns the xmax of a snapshot taken after the arm committed: every
-// transaction that may have read the doorbell disarmed has an id below it,
-// so once the reader's watermark has passed it, a change it has not read
-// rings. Two statements, not one: the arm's own snapshot is older than its
-// commit, and a writer that read between the two would not be below it.
+// returns a transaction id taken after the arm committed: a writer that
+// read the doorbell disarmed had its id before it read (the row change
+// that fires the capture takes it), so before the arm committed, so below
+// the returned id; once the reader's watermark has passed it, every change
+// the reader has not read rings. Not a snapshot's xmax: that is one past
+// the newest finished id, and a writer may hold a larger one. Two
+// statements: an id taken in the arm's own transaction would come before
+// its commit.
 func (s *Store) DoorbellArm(ctx context.Context, node string) (uint64, error) {
 	if _, err := s.pool.Exec(ctx, `
 		INSERT INTO hub.doorbell (node, armed) VALUES ($1, true)
 		ON CONFLICT (node) DO UPDATE SET armed = true`, node); err != nil {
 		return 0, fmt.Errorf("arm the doorbell of node %q: %w", node, err)
 	}
-	var xmax string
-	if err := s.pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`).Scan(&xmax); err != nil {
+	var after string
+	if err := s.pool.QueryRow(ctx, `SELECT pg_current_xact_id()::text`).Scan(&after); err != nil {
 		return 0, fmt.Errorf("arm the doorbell of node %q: %w", node, err)
 	}
-	x, err := strconv.ParseUint(xmax, 10, 64)
+	x, err := strconv.ParseUint(after, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("arm the doorbell: xmax %q: %w", xmax, err)
+		return 0, fmt.Errorf("arm the doorbell: id %q: %w", after, err)
 	}
 	return x, nil
 }
