@@ -122,25 +122,9 @@ func (c *cfServer) trigger() string { return centrifugo.TriggerName }
 // channel (Centrifugo's client protocol v2, JSON), waiting for both
 // replies.
 func (c *cfServer) subscribe(ctx context.Context, d *websocket.Dialer, i int) (*websocket.Conn, error) {
-	wsURL, err := websocketURL(c.srv.URL, "/connection/websocket")
-	if err != nil {
-		return nil, err
-	}
-	conn, resp, err := d.DialContext(ctx, wsURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
-	}
-	resp.Body.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() }) // Ctrl-C ends the wait for the replies
-	defer stop()
-	_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if err := c.handshake(conn, i); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	return conn, nil
+	return dialAndHandshake(ctx, d, c.srv.URL, "/connection/websocket", func(conn *websocket.Conn) error {
+		return c.handshake(conn, i)
+	})
 }
 
 // cfCommand is a command of Centrifugo's client protocol: connect or

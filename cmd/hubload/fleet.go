@@ -96,6 +96,30 @@ func dialFleet(ctx context.Context, p fleetParams) (*fleet, error) {
 }
 
 // websocketURL is the WebSocket endpoint path of the server at httpURL.
+// dialAndHandshake opens a WebSocket connection to path on the server at
+// base and runs handshake on it within 30 s; Ctrl-C ends the wait.
+func dialAndHandshake(ctx context.Context, d *websocket.Dialer, base, path string, handshake func(*websocket.Conn) error) (*websocket.Conn, error) {
+	wsURL, err := websocketURL(base, path)
+	if err != nil {
+		return nil, err
+	}
+	conn, resp, err := d.DialContext(ctx, wsURL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	resp.Body.Close()
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	if err := handshake(conn); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	_ = conn.SetReadDeadline(time.Time{})
+	return conn, nil
+}
+
 func websocketURL(httpURL, path string) (string, error) {
 	u, err := url.Parse(httpURL)
 	if err != nil {

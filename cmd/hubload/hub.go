@@ -218,34 +218,17 @@ func (h *hubServer) revokeKeys(log io.Writer) {
 // subscribe opens one protocol A connection (SPEC §4) and waits for its
 // "subscribed" reply.
 func (h *hubServer) subscribe(ctx context.Context, d *websocket.Dialer, i int) (*websocket.Conn, error) {
-	wsURL, err := websocketURL(h.url, "/ws/subscribe")
-	if err != nil {
-		return nil, err
-	}
-	conn, resp, err := d.DialContext(ctx, wsURL, nil)
-	if err != nil {
-		return nil, fmt.Errorf("dial: %w", err)
-	}
-	resp.Body.Close()
-	stop := context.AfterFunc(ctx, func() { conn.Close() }) // Ctrl-C ends the wait for the reply
-	defer stop()
-	req, _ := json.Marshal(map[string]any{"type": "subscribe", "apiKey": h.keys[i], "channels": []string{h.channel}})
-	_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
-	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-	if err := conn.WriteMessage(websocket.TextMessage, req); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("send subscribe: %w", err)
-	}
-	_, msg, err := conn.ReadMessage()
-	if err == nil && !bytes.HasPrefix(msg, []byte(`{"type":"subscribed"`)) {
-		err = fmt.Errorf("subscribe answered %s", msg)
-	}
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	_ = conn.SetReadDeadline(time.Time{})
-	return conn, nil
+	return dialAndHandshake(ctx, d, h.url, "/ws/subscribe", func(conn *websocket.Conn) error {
+		req, _ := json.Marshal(map[string]any{"type": "subscribe", "apiKey": h.keys[i], "channels": []string{h.channel}})
+		if err := conn.WriteMessage(websocket.TextMessage, req); err != nil {
+			return fmt.Errorf("send subscribe: %w", err)
+		}
+		_, msg, err := conn.ReadMessage()
+		if err == nil && !bytes.HasPrefix(msg, []byte(`{"type":"subscribed"`)) {
+			err = fmt.Errorf("subscribe answered %s", msg)
+		}
+		return err
+	})
 }
 
 func (h *hubServer) decoder(channel string, scan bool) decodeFunc {
