@@ -228,7 +228,7 @@ func (r *Reader) tail(ctx context.Context) error {
 	var heldWait time.Duration
 	var unassigned bool // the previous look found the clock waiting for an unassigned id
 	var bell doorbell
-	var armXmax uint64       // arming: the watermark to pass
+	var armID uint64         // arming: the id taken after the arm, which the watermark must pass
 	var lastEvents time.Time // when a read last found events
 	var oldest time.Duration
 	var nextOldest time.Time
@@ -302,7 +302,7 @@ func (r *Reader) tail(ctx context.Context) error {
 				bell = ringing
 			}
 			if r.cfg.Node != "" {
-				bell, armXmax, wait = r.bellStep(ctx, bell, armXmax, n, watermark, now.Sub(lastEvents), b.HeldBack, wait)
+				bell, armID, wait = r.bellStep(ctx, bell, armID, n, watermark, now.Sub(lastEvents), b.HeldBack, wait)
 			}
 		}
 		t := time.NewTimer(wait)
@@ -323,28 +323,28 @@ func (r *Reader) tail(ctx context.Context) error {
 // bellStep moves the doorbell on after a read that found n events, with
 // watermark, idle since the last events found, and heldBack when
 // committed events wait behind an open transaction; it returns the
-// doorbell, the watermark to pass, and how long the tail may wait (at most
+// doorbell, the id the watermark must pass, and how long the tail may wait (at most
 // wait).
-func (r *Reader) bellStep(ctx context.Context, bell doorbell, armXmax uint64, n int, watermark uint64,
+func (r *Reader) bellStep(ctx context.Context, bell doorbell, armID uint64, n int, watermark uint64,
 	idle time.Duration, heldBack bool, wait time.Duration) (doorbell, uint64, time.Duration) {
 	switch {
 	case bell == disarmed && heldBack:
 		// Not idle: the writes go on behind an open transaction, and the
 		// held-back backoff looks again soon enough.
-		return bell, armXmax, wait
+		return bell, armID, wait
 	case bell == disarmed && (n > 0 || idle < idleAfter):
-		return bell, armXmax, min(wait, busyPoll)
+		return bell, armID, min(wait, busyPoll)
 	case bell == disarmed, bell == ringing:
 		x, err := r.src.DoorbellArm(ctx, r.cfg.Node)
 		if err != nil {
 			r.cfg.Logger.Debug("arming the doorbell failed", "err", err)
-			return bell, armXmax, min(wait, busyPoll)
+			return bell, armID, min(wait, busyPoll)
 		}
 		return arming, x, 0 // the next read may already pass x
-	case bell == arming && watermark < armXmax:
-		return bell, armXmax, min(wait, busyPoll)
+	case bell == arming && watermark < armID:
+		return bell, armID, min(wait, busyPoll)
 	}
-	return armed, armXmax, wait
+	return armed, armID, wait
 }
 
 // deliverError marks a consumer's failure, which stops the reader, apart
