@@ -96,8 +96,9 @@ type taxVariant struct {
 }
 
 // The hub's doorbell row of a reader that reads back to back (SPEC §2.2):
-// the steady state under load, in which writers pay no NOTIFY.
-const disarmedDoorbell = `INSERT INTO hub.doorbell (node, armed) VALUES ('capturebench', false)
+// the steady state under load, in which writers pay no NOTIFY. Its node is
+// none of a real reader's (readerNode).
+const disarmedDoorbell = `INSERT INTO hub.doorbell (node, armed) VALUES ('capturebench-disarmed', false)
 	ON CONFLICT (node) DO UPDATE SET armed = false`
 
 // taxVariants are measured in every run, their order rotated from run to

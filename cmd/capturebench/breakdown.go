@@ -52,10 +52,6 @@ END
 $$;
 `
 
-// disarmed keeps hub.capture from ringing, as under steady writes.
-const disarmed = `INSERT INTO hub.doorbell (node, armed) VALUES ('capturebench', false)
-	ON CONFLICT (node) DO UPDATE SET armed = false`
-
 // variant is one trigger setup on public.orders.
 type variant struct {
 	Name string
@@ -128,7 +124,7 @@ func (b *bench) breakdown(ctx context.Context) error {
 
 func (b *bench) installVariant(ctx context.Context, v variant) error {
 	stmts := []string{detachOrders, `DROP TRIGGER IF EXISTS capturebench ON public.orders`, `TRUNCATE hub.events`, `VACUUM public.orders`}
-	stmts = append(stmts, disarmed)
+	stmts = append(stmts, disarmedDoorbell)
 	if sql := v.SQL; sql != "" {
 		stmts = append(stmts, sql)
 	}
