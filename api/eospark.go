@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"maps"
-	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -37,6 +35,7 @@ var msgTooManyEntriesB = "too many subscriptions (at most " + strconv.Itoa(maxEn
 // from then until it ends.
 type wsB struct {
 	cfg       Config
+	adm       *admission
 	heartbeat time.Duration
 	m         *melody.Melody
 	writes    atomic.Uint64 // socket writes of its connections' writers
@@ -45,7 +44,7 @@ type wsB struct {
 // newWSB returns protocol B's handler; heartbeat is HUB_EOSPARK_HEARTBEAT
 // (default 10s). cfg has its defaults applied.
 func newWSB(cfg Config, heartbeat time.Duration) *wsB {
-	w := &wsB{cfg: cfg, heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat)}
+	w := &wsB{cfg: cfg, adm: newAdmission(cfg), heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat)}
 	w.m = newMelody(cfg, w.heartbeat, w.connect)
 	return w
 }
@@ -63,10 +62,9 @@ type wsBConn struct {
 	refusal atomic.Pointer[[]byte]
 
 	// Read goroutine only.
-	client string
-	leased bool
-	since  *store.Position // ?since=, until a subscribe has replayed it
-	subs   subsB
+	lease *lease          // nil when refused
+	since *store.Position // ?since=, until a subscribe has replayed it
+	subs  subsB
 }
 
 func (w *wsB) connect(ms *melody.Session) {
@@ -79,68 +77,38 @@ func (w *wsB) connect(ms *melody.Session) {
 	c.authenticate()
 }
 
-// authenticate checks the upgrade request's key, then its since, then
-// takes the lease (repeat connection before limit, SPEC §5); a refusal
-// closes the connection with 1008. Either way the connection is no longer
-// pending after it.
+// authenticate admits the upgrade request: its key (query or header
+// apikey), its since, then the lease (repeat connection before limit,
+// SPEC §5); a refusal closes the connection with 1008. Either way the
+// connection is no longer pending after it.
 func (c *wsBConn) authenticate() {
 	defer c.authenticated()
-	r, ctx := c.ms.Request, c.ctx
-	key, ok := requestKeyB(r.URL.Query(), r.Header)
-	if !ok {
-		c.refuse(wire.ErrnoForbidden, wire.MsgForbidden)
-		return
-	}
-	auth, err := lookupKey(ctx, c.w.cfg.Store, key)
-	switch {
-	case errors.Is(err, errKeyRefused):
-		c.refuse(wire.ErrnoForbidden, wire.MsgForbidden)
-		return
-	case err != nil:
-		c.unavailable(err)
-		return
-	}
-	if s := r.URL.Query().Get("since"); s != "" {
-		p, err := store.ParsePosition(s)
-		if err != nil {
-			c.closeWith(wire.AppendErrorB(nil, wire.MsgInvalidSince), wire.MsgInvalidSince)
-			return
-		}
-		c.since = &p
-	}
-	err = c.w.cfg.Leases.Acquire(ctx, store.LeaseAcquireParams{
-		ID: c.id, KeyID: auth.id, Client: auth.client, Protocol: store.ProtocolEOSPark, RemoteAddr: c.remote,
+	r := c.ms.Request
+	q := r.URL.Query()
+	ad, ref := c.w.adm.admit(c.ctx, admitRequest{
+		conn: c.info(hub.ProtocolB), key: claimKey(true, q.Get("apikey"), r.Header.Get("apikey")), since: q.Get("since"),
 	})
-	switch {
-	case errors.Is(err, store.ErrRepeatConnection):
-		c.refuse(wire.ErrnoRepeat, wire.MsgNoRepeat)
-	case errors.Is(err, store.ErrConnectionLimit):
-		c.refuse(wire.ErrnoLimit, wire.MsgConnectionLimit)
-	case errors.Is(err, store.ErrKeyInvalid):
-		c.refuse(wire.ErrnoForbidden, wire.MsgForbidden)
-	case err != nil:
-		c.unavailable(err)
-	default:
-		c.client, c.leased = auth.client, true
+	if ref != nil {
+		c.refused(ref)
+		return
 	}
+	c.lease, c.since = ad.lease, ad.since
 }
 
-// requestKeyB returns the canonical key of the query's or the header's
-// apikey; false without one, with a malformed one, or when both are given
-// and differ.
-func requestKeyB(q url.Values, h http.Header) (string, bool) {
-	var key string
-	for _, k := range []string{q.Get("apikey"), h.Get("apikey")} {
-		if k == "" {
-			continue
-		}
-		canon, ok := wire.CanonicalKey(k, true)
-		if !ok || key != "" && canon != key {
-			return "", false
-		}
-		key = canon
+// refused answers a refusal at the upgrade with protocol B's frames.
+func (c *wsBConn) refused(r *refusal) {
+	switch r.kind {
+	case refusedKey:
+		c.refuse(wire.ErrnoForbidden, wire.MsgForbidden)
+	case refusedRepeat:
+		c.refuse(wire.ErrnoRepeat, wire.MsgNoRepeat)
+	case refusedLimit:
+		c.refuse(wire.ErrnoLimit, wire.MsgConnectionLimit)
+	case refusedUnavailable:
+		c.unavailable(r.err)
+	default: // an invalid since
+		c.closeWith(wire.AppendErrorB(nil, r.msg), r.msg)
 	}
-	return key, key != ""
 }
 
 // refuse answers an authentication failure with its auth frame, then
@@ -177,7 +145,7 @@ func (c *wsBConn) Close(cl wire.Close) {
 func (c *wsBConn) sendError(msg string) { c.sess.Send(wire.AppendErrorB(nil, msg)) }
 
 func (c *wsBConn) message(data []byte) {
-	if !c.leased {
+	if c.lease == nil {
 		return // refused; the close is on its way
 	}
 	req, err := wire.DecodeB(data)
@@ -222,24 +190,25 @@ func (c *wsBConn) apply(next subsB, known []string, reply []byte) {
 	if len(next) == 0 {
 		c.sess.Unsubscribe()
 		c.sess.Send(reply)
+		c.lease.update(ctx, nil)
 	} else {
-		_, err := c.sess.Subscribe(ctx, hub.Subscription{
-			Client: c.client, Channels: channels, Match: next.match, Since: c.since,
+		_, ref := c.lease.subscribe(ctx, c.sess, hub.Subscription{
+			Channels: channels, Match: next.match, Since: c.since,
 			Reply: func(bool) []byte { return reply },
-		})
-		if errors.Is(err, hub.ErrUnknownChannel) {
+		}, true)
+		switch {
+		case ref == nil:
+		case ref.kind == refusedChannel:
 			// Detached between the check and the subscribe: refused.
-			c.sess.Send(replyB(wire.MsgTypeSubscribe, wire.UnknownContract(unknownChannelName(err))))
+			c.sess.Send(replyB(wire.MsgTypeSubscribe, wire.UnknownContract(ref.channel)))
 			return
-		}
-		if err != nil {
-			c.unavailable(err)
+		default:
+			c.unavailable(ref.err)
 			return
 		}
 		c.since = nil
 	}
 	c.subs = next
-	c.w.cfg.Leases.UpdateChannels(ctx, c.id, channels)
 }
 
 func (c *wsBConn) binary() { c.sendError(wire.MsgInvalidMessage) }
@@ -248,12 +217,7 @@ func (c *wsBConn) binary() { c.sendError(wire.MsgInvalidMessage) }
 func (c *wsBConn) gone() {
 	c.out.stop()
 	c.sess.Gone()
-	if !c.leased {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), releaseTimeout)
-	defer cancel()
-	c.w.cfg.Leases.Release(ctx, c.id)
+	c.lease.release(c.ctx)
 }
 
 // subsB is a protocol B connection's subscription, a set of (account,

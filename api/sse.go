@@ -18,7 +18,6 @@ import (
 
 	"github.com/hubdev/hub/hub"
 	"github.com/hubdev/hub/hub/wire"
-	"github.com/hubdev/hub/store"
 )
 
 // sseCredits is how many frames the hub may have outstanding in a
@@ -43,6 +42,7 @@ var msgQueryTooLong = "query string longer than " + strconv.Itoa(maxQueryBytes) 
 // stream ends, since EventSource cannot read an error status.
 type sse struct {
 	cfg    Config
+	adm    *admission
 	nodeID string // the connected event's node_id
 	// keepAlive is the interval of the keep-alive comment (default 15s).
 	keepAlive time.Duration
@@ -55,7 +55,7 @@ type nodeIDer interface{ ID() string }
 // node's ID comes from cfg.Leases when it has one (*hub.Node does).
 func newSSE(cfg Config) *sse {
 	cfg = cfg.withDefaults()
-	s := &sse{cfg: cfg, keepAlive: sseKeepAlive}
+	s := &sse{cfg: cfg, adm: newAdmission(cfg), keepAlive: sseKeepAlive}
 	if n, ok := cfg.Leases.(nodeIDer); ok {
 		s.nodeID = n.ID()
 	}
@@ -131,7 +131,7 @@ func (s *sse) readRequest(c echo.Context) sseRequest {
 
 // sseRequest is a subscribe as an SSE request states it.
 type sseRequest struct {
-	key      string   // canonical; "" with a refusal
+	key      keyClaim
 	channels []string // from a POST body
 	// channelList is the channels query parameter of a GET, split only
 	// once the key is known to be good (see channelNames).
@@ -169,20 +169,11 @@ func readSSERequest(r *http.Request, maxBytes int) sseRequest {
 	if id := strings.TrimSpace(r.Header.Get("Last-Event-ID")); id != "" {
 		out.since = id
 	}
-	if out.key, out.msg = sseKey(r.Header, q.Get("apiKey"), body.APIKey); out.msg != "" {
-		out.code = wire.ClosePolicy
-	}
+	// The key may come in Authorization (Bearer or bare, as SPEC §4.4),
+	// X-API-Key, the apiKey query parameter (EventSource sets no headers)
+	// or the body.
+	out.key, _ = headerClaim(r.Header, true, q.Get("apiKey"), body.APIKey)
 	return out
-}
-
-// channelNames returns the channels the request names. A GET's list is
-// split here, after authentication: nothing that needs no parsing is
-// parsed for a request without a good key (issue 12).
-func (r sseRequest) channelNames() []string {
-	if r.channelList != "" {
-		return wire.SplitList(r.channelList)
-	}
-	return r.channels
 }
 
 // readSSEBody decodes a POST body; an empty one is an empty request, so
@@ -205,57 +196,18 @@ func readSSEBody(body io.Reader, maxBytes int) (req wire.Request, code int, msg 
 	return req, 0, "", true
 }
 
-// sseKey returns the canonical key of a request, or the message refusing
-// it. The key may come in Authorization (Bearer or bare, as SPEC §4.4),
-// X-API-Key, the apiKey query parameter (EventSource sets no headers) or
-// the body; empty values count as missing. Sources that name different
-// keys, or another Authorization scheme, make the key invalid (§4.4).
-func sseKey(h http.Header, query, body string) (key, msg string) {
-	var sent []string
-	if auth, ok := h["Authorization"]; ok {
-		v := strings.TrimSpace(auth[0])
-		scheme, rest, found := strings.Cut(v, " ")
-		switch {
-		case found && strings.EqualFold(scheme, "bearer"):
-			sent = append(sent, rest)
-		case found:
-			return "", wire.MsgInvalidAPIKey
-		case !strings.EqualFold(v, "bearer"):
-			sent = append(sent, v)
-		}
-	}
-	sent = append(sent, h.Get("X-Api-Key"), query, body)
-	for _, k := range sent {
-		if k = strings.TrimSpace(k); k == "" {
-			continue
-		}
-		canon, ok := wire.CanonicalKey(k, true)
-		switch {
-		case !ok:
-			return "", wire.MsgInvalidKeyFormat
-		case key != "" && canon != key:
-			return "", wire.MsgInvalidAPIKey
-		}
-		key = canon
-	}
-	if key == "" {
-		return "", wire.MsgAPIKeyRequired
-	}
-	return key, ""
-}
-
 // sseStream is one SSE response. The handler goroutine owns it; only
 // sseConn's methods are called by the hub, from other goroutines.
 type sseStream struct {
-	s      *sse
-	id     string // the connection's and its lease's ID
-	r      *http.Request
-	w      io.Writer
-	rc     *http.ResponseController
-	conn   *sseConn
-	sess   *hub.Session
-	log    *slog.Logger
-	leased bool
+	s     *sse
+	id    string // the connection's and its lease's ID
+	r     *http.Request
+	w     io.Writer
+	rc    *http.ResponseController
+	conn  *sseConn
+	sess  *hub.Session
+	log   *slog.Logger
+	lease *lease // nil until admitted
 }
 
 func (s *sse) open(c echo.Context) *sseStream {
@@ -302,102 +254,27 @@ func (c *sseConn) Close(cl wire.Close) {
 	})
 }
 
-// subscribe checks the request in the order of SPEC §4 step 7 and
-// subscribes the session. A refusal closes the session: the error event
-// then ends the stream. An unknown channel or an invalid since, which
-// leave a protocol A connection open, end the stream too with 1008: an
-// SSE stream cannot take another subscribe.
+// subscribe admits the request (SPEC §4 step 7) and subscribes the
+// session. A refusal closes the session: the error event then ends the
+// stream. An unknown channel or an invalid since, which leave a protocol
+// A connection open, end the stream too with 1008: an SSE stream cannot
+// take another subscribe.
 func (st *sseStream) subscribe(req sseRequest) {
-	ctx := st.r.Context()
-	auth, ok := st.authenticate(ctx, req.key)
-	if !ok {
-		return
-	}
-	names := req.channelNames()
-	all := len(names) == 0
-	channels, ok := st.resolveChannels(names)
-	if !ok {
-		return
-	}
-	var since *store.Position
-	if req.since != "" {
-		p, err := store.ParsePosition(req.since)
-		if err != nil {
-			st.sess.Close(wire.Refusal(wire.MsgInvalidSince))
-			return
-		}
-		since = &p
-	}
-	if !st.acquireLease(ctx, auth, channels) {
-		return
-	}
-	_, err := st.sess.Subscribe(ctx, hub.Subscription{
-		Client: auth.client, Channels: channels, All: all, Since: since,
-		Reply: func(recovered bool) []byte {
-			return wire.AppendSSEConnected(nil, st.s.nodeID, wire.Subscribed{ID: 1, Channels: channels, Resumed: since != nil, Recovered: recovered})
-		},
+	ad, ref := st.s.adm.admit(st.r.Context(), admitRequest{
+		conn: connInfo{id: st.id, remote: st.r.RemoteAddr, protocol: hub.ProtocolSSE},
+		key:  req.key, since: req.since,
+		sub: &subRequest{sess: st.sess, channels: req.channels, channelList: req.channelList, reply: func(ad admitted) []byte {
+			return wire.AppendSSEConnected(nil, st.s.nodeID, wire.Subscribed{ID: 1, Channels: ad.channels, Resumed: ad.since != nil, Recovered: ad.recovered})
+		}},
 	})
-	switch {
-	case errors.Is(err, hub.ErrUnknownChannel): // detached since the check
-		st.sess.Close(wire.Refusal(wire.UnknownChannel(unknownChannelName(err))))
-	case err != nil:
-		st.unavailable(err)
+	if ref == nil {
+		st.lease = ad.lease
+		return
 	}
-}
-
-// authenticate looks the key up; false after closing the session.
-func (st *sseStream) authenticate(ctx context.Context, key string) (apiKeyAuth, bool) {
-	auth, err := lookupKey(ctx, st.s.cfg.Store, key)
-	switch {
-	case errors.Is(err, errKeyRefused):
-		st.sess.Close(wire.Refusal(wire.MsgInvalidAPIKey))
-		return apiKeyAuth{}, false
-	case err != nil:
-		st.unavailable(err)
-		return apiKeyAuth{}, false
+	if ref.kind == refusedUnavailable && !errors.Is(ref.err, context.Canceled) {
+		st.log.Error("SSE subscribe failed", "err", ref.err)
 	}
-	return auth, true
-}
-
-// resolveChannels returns the named channels, or every attached one when
-// none is named; false after closing the session.
-func (st *sseStream) resolveChannels(names []string) ([]string, bool) {
-	channels, unknown := resolveChannels(st.s.cfg.Hub, names)
-	if unknown != "" {
-		st.sess.Close(wire.Refusal(wire.UnknownChannel(unknown)))
-		return nil, false
-	}
-	return channels, true
-}
-
-// acquireLease takes a slot of the key's connection limit (SPEC §3); false
-// after closing the session.
-func (st *sseStream) acquireLease(ctx context.Context, auth apiKeyAuth, channels []string) bool {
-	err := st.s.cfg.Leases.Acquire(ctx, store.LeaseAcquireParams{
-		ID: st.id, KeyID: auth.id, Client: auth.client,
-		Protocol: store.ProtocolSSE, RemoteAddr: st.r.RemoteAddr, Channels: channels,
-	})
-	switch {
-	case errors.Is(err, store.ErrConnectionLimit):
-		st.sess.Close(wire.Refusal(wire.MsgConnectionLimit))
-	case errors.Is(err, store.ErrKeyInvalid):
-		st.sess.Close(wire.Refusal(wire.MsgInvalidAPIKey))
-	case err != nil:
-		st.unavailable(err)
-	default:
-		st.leased = true
-		return true
-	}
-	return false
-}
-
-// unavailable ends the stream when the database failed the subscribe:
-// the client may try again later (SPEC §4.2).
-func (st *sseStream) unavailable(err error) {
-	if !errors.Is(err, context.Canceled) {
-		st.log.Error("SSE subscribe failed", "err", err)
-	}
-	st.sess.Close(wire.CloseUnavailable)
+	st.sess.Close(ref.close())
 }
 
 // serve writes what the hub hands over, and a keep-alive comment when the
@@ -493,10 +370,5 @@ func (st *sseStream) end() {
 	// A deadline would outlive the request on a kept-alive connection.
 	_ = st.rc.SetWriteDeadline(time.Time{})
 	st.sess.Gone()
-	if !st.leased {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(st.r.Context()), releaseTimeout)
-	defer cancel()
-	st.s.cfg.Leases.Release(ctx, st.id)
+	st.lease.release(st.r.Context())
 }

@@ -3,14 +3,11 @@ package api
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
 	"runtime/debug"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,66 +16,11 @@ import (
 	"github.com/olahol/melody"
 
 	"github.com/hubdev/hub/hub"
-	"github.com/hubdev/hub/store"
 )
 
-// What the three transports share: each is an adapter that decodes its
-// own requests and implements hub.Conn; keys, channel names and the melody
-// plumbing are the same for all of them.
-
-// apiKeyAuth is a key that authenticated.
-type apiKeyAuth struct {
-	key    string // canonical
-	id     int64
-	client string
-}
-
-// errKeyRefused: the key is unknown, revoked, or its client inactive. The
-// transports answer all three alike, so a caller learns nothing more.
-var errKeyRefused = errors.New("api key refused")
-
-// lookupKey authenticates a canonical key; other errors mean the database
-// failed.
-func lookupKey(ctx context.Context, st Store, key string) (apiKeyAuth, error) {
-	a, err := st.APIKeyLookup(ctx, key)
-	switch {
-	case errors.Is(err, store.ErrNotFound), err == nil && (a.RevokedAt != nil || !a.ClientActive):
-		return apiKeyAuth{}, errKeyRefused
-	case err != nil:
-		return apiKeyAuth{}, err
-	}
-	return apiKeyAuth{key: key, id: a.ID, client: a.Client}, nil
-}
-
-// resolveChannels returns the named channels without repeats, or every
-// attached one when none is named; unknown is the first name that is not
-// attached. Names come from a client (after its key was looked up, but a
-// list can be as long as a frame), so the cost is linear: a map drops the
-// repeats, and the distinct names kept never outnumber the attached
-// channels, since the first unknown one ends the list (issue 12).
-func resolveChannels(h *hub.Hub, names []string) (channels []string, unknown string) {
-	attached := h.Channels() // sorted
-	if len(names) == 0 {
-		return attached, ""
-	}
-	seen := make(map[string]struct{}, min(len(names), len(attached)))
-	for _, n := range names {
-		if _, ok := slices.BinarySearch(attached, n); !ok {
-			return nil, n
-		}
-		if _, dup := seen[n]; !dup {
-			seen[n] = struct{}{}
-			channels = append(channels, n)
-		}
-	}
-	return channels, ""
-}
-
-// unknownChannelName is the channel a hub.ErrUnknownChannel names: one
-// detached between a transport's check and the subscribe.
-func unknownChannelName(err error) string {
-	return strings.TrimPrefix(err.Error(), hub.ErrUnknownChannel.Error()+": ")
-}
+// What the WebSocket transports share: each is an adapter that decodes its
+// own requests, is admitted through admission (admit.go) and implements
+// hub.Conn over the melody plumbing below.
 
 // melodyConn is a WebSocket connection's state, kept in its wsSocket.
 type melodyConn interface {
@@ -142,6 +84,11 @@ func (b *wsBase) open(ms *melody.Session, conn interface {
 func (b *wsBase) Send(frames ...[]byte) { b.out.send(frames) }
 
 func (b *wsBase) session() *hub.Session { return b.sess }
+
+// info names the connection for its lease.
+func (b *wsBase) info(p hub.Protocol) connInfo {
+	return connInfo{id: b.id, remote: b.remote, protocol: p}
+}
 
 // authenticated ends the connection's pending state: it authenticated, or
 // its authentication is over (protocol B).

@@ -3,8 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,12 +67,13 @@ const releaseTimeout = 5 * time.Second
 // wsA serves protocol A (SPEC §4) on one melody instance.
 type wsA struct {
 	cfg    Config
+	adm    *admission
 	m      *melody.Melody
 	writes atomic.Uint64 // socket writes of its connections' writers
 }
 
 func newWSA(cfg Config) *wsA {
-	w := &wsA{cfg: cfg}
+	w := &wsA{cfg: cfg, adm: newAdmission(cfg)}
 	w.m = newMelody(cfg, cfg.HeartbeatInterval, w.connect)
 	return w
 }
@@ -94,10 +93,7 @@ type wsConn struct {
 	closeErr atomic.Pointer[[]byte]
 
 	// Read goroutine only.
-	key     string // canonical; "" until authenticated
-	keyID   int64
-	client  string
-	leased  bool
+	lease   *lease // nil until authenticated
 	subID   int
 	live    bool // subscribed now
 	invalid []time.Time
@@ -110,8 +106,8 @@ func (w *wsA) connect(ms *melody.Session) {
 		heartbeat:      func(time.Time) []byte { return wire.AppendHeartbeatA(nil) },
 		heartbeatEvery: w.cfg.HeartbeatInterval,
 	})
-	if key, present := headerKey(ms.Request.Header); present {
-		c.headerAuth(key) // no auth timeout then (SPEC §4.4)
+	if claim, present := headerClaim(ms.Request.Header, false); present {
+		c.headerAuth(claim) // no auth timeout then (SPEC §4.4)
 		return
 	}
 	c.timer = time.AfterFunc(w.cfg.AuthTimeout, func() {
@@ -130,63 +126,21 @@ func (c *wsConn) stopTimer() {
 	}
 }
 
-// headerKey returns the key the upgrade request's headers name (SPEC
-// §4.4): present is false without either header, and key is "" when they
-// do not name one well-formed key.
-func headerKey(h http.Header) (key string, present bool) {
-	auth, hasAuth := h["Authorization"]
-	xkey, hasX := h["X-Api-Key"]
-	if !hasAuth && !hasX {
-		return "", false
-	}
-	var keys []string
-	if hasAuth {
-		v := strings.TrimSpace(auth[0])
-		scheme, rest, found := strings.Cut(v, " ")
-		switch {
-		case found && strings.EqualFold(scheme, "bearer"):
-			v = strings.TrimSpace(rest)
-		case found:
-			return "", true // another scheme
-		case strings.EqualFold(v, "bearer"):
-			v = ""
-		}
-		keys = append(keys, v)
-	}
-	if hasX {
-		keys = append(keys, strings.TrimSpace(xkey[0]))
-	}
-	for _, k := range keys {
-		canon, ok := wire.CanonicalKey(k, false)
-		if !ok || key != "" && canon != key {
-			return "", true
-		}
-		key = canon
-	}
-	return key, true
-}
-
 // headerAuth authenticates the connection by the key of its headers, or
-// refuses it after the upgrade, since browsers cannot read a 401.
-func (c *wsConn) headerAuth(key string) {
-	if key == "" {
-		c.closeWith(wire.Refusal(wire.MsgInvalidToken))
+// refuses it after the upgrade, since browsers cannot read a 401; every
+// key refusal is "Invalid or missing token" there (SPEC §4.4).
+func (c *wsConn) headerAuth(claim keyClaim) {
+	ad, ref := c.w.adm.admit(c.ctx, admitRequest{conn: c.info(hub.ProtocolA), key: claim})
+	if ref != nil {
+		if ref.kind == refusedKey {
+			ref = refuse(refusedKey, wire.MsgInvalidToken)
+		}
+		c.refused(ref)
 		return
 	}
-	auth, err := lookupKey(c.ctx, c.w.cfg.Store, key)
-	switch {
-	case errors.Is(err, errKeyRefused):
-		c.closeWith(wire.Refusal(wire.MsgInvalidToken))
-		return
-	case err != nil:
-		c.unavailable(err)
-		return
-	}
-	if c.acquireLease(c.ctx, auth, nil) {
-		c.key, c.keyID, c.client = auth.key, auth.id, auth.client
-		c.authed.Store(true)
-		c.authenticated()
-	}
+	c.lease = ad.lease
+	c.authed.Store(true)
+	c.authenticated()
 }
 
 func (c *wsConn) binary() { c.invalidMessage() }
@@ -264,162 +218,42 @@ func (c *wsConn) unsubscribe() {
 	c.sess.Send(wire.AppendUnsubscribedA(nil, c.subID))
 }
 
-// subscribe checks a subscribe in the order of SPEC §4 step 7 and, when
-// it passes, replaces the connection's subscription.
+// subscribe admits a subscribe (SPEC §4 step 7) and, when it passes,
+// replaces the connection's subscription.
 func (c *wsConn) subscribe(req wire.Request) {
-	ctx := c.ctx
-	key, ok := c.subscribeKey(req)
-	if !ok {
-		return
-	}
-	fresh := !c.leased
-	auth := apiKeyAuth{key: c.key, id: c.keyID, client: c.client}
-	if fresh {
-		if auth, ok = c.authenticate(ctx, key); !ok {
-			return
-		}
-	}
-	all := len(req.Channels) == 0
-	channels, ok := c.resolveChannels(req.Channels)
-	if !ok {
-		return
-	}
-	var since *store.Position
-	if req.Since != "" {
-		p, err := store.ParsePosition(req.Since)
-		if err != nil {
-			c.refuse(wire.MsgInvalidSince)
-			return
-		}
-		since = &p
-	}
-	if fresh {
-		if !c.acquireLease(ctx, auth, channels) {
-			return
-		}
-		c.key, c.keyID, c.client = auth.key, auth.id, auth.client
-		// Holding a lease, the connection counts toward its key's limit
-		// instead (SPEC §3); released before the reply is queued.
-		c.authenticated()
-	}
 	id := c.subID + 1
-	_, err := c.sess.Subscribe(ctx, hub.Subscription{
-		Client: auth.client, Channels: channels, All: all, Since: since,
-		Reply: func(recovered bool) []byte {
-			return wire.AppendSubscribedA(nil, wire.Subscribed{ID: id, Channels: channels, Resumed: since != nil, Recovered: recovered})
-		},
+	ad, ref := c.w.adm.admit(c.ctx, admitRequest{
+		conn: c.info(hub.ProtocolA), key: frameClaim(req.APIKey), held: c.lease, since: req.Since,
+		// Holding a lease, the connection counts toward its key's limit
+		// instead (SPEC §3).
+		leased: c.authenticated,
+		sub: &subRequest{sess: c.sess, channels: req.Channels, reply: func(ad admitted) []byte {
+			return wire.AppendSubscribedA(nil, wire.Subscribed{ID: id, Channels: ad.channels, Resumed: ad.since != nil, Recovered: ad.recovered})
+		}},
 	})
-	if err != nil {
-		if fresh {
-			c.releaseLease()
-		}
-		c.subscribeFailed(err)
+	if ref != nil {
+		c.refused(ref)
 		return
 	}
-	c.subID, c.live = id, true
+	c.lease, c.subID, c.live = ad.lease, id, true
 	c.authed.Store(true)
 	c.stopTimer()
-	if !fresh {
-		c.w.cfg.Leases.UpdateChannels(ctx, c.id, channels)
-	}
 }
 
-// subscribeKey returns the canonical key the subscribe is for; false after
-// answering a refusal.
-func (c *wsConn) subscribeKey(req wire.Request) (string, bool) {
-	if !req.HasAPIKey {
-		if c.key == "" {
-			c.closeWith(wire.Refusal(wire.MsgAPIKeyRequired))
-			return "", false
+// refused answers a refusal: an error frame, and a close unless the
+// connection may try again (SPEC §4.1).
+func (c *wsConn) refused(r *refusal) {
+	switch {
+	case r.kind == refusedUnavailable:
+		if !errors.Is(r.err, context.Canceled) {
+			c.logger().Error("protocol A subscribe failed", "err", r.err)
 		}
-		return c.key, true
-	}
-	key, ok := wire.CanonicalKey(req.APIKey, false)
-	if !ok {
-		c.closeWith(wire.Refusal(wire.MsgInvalidKeyFormat))
-		return "", false
-	}
-	if c.key != "" && key != c.key {
-		c.refuse(wire.MsgAPIKeyCannotChange)
-		return "", false
-	}
-	return key, true
-}
-
-// authenticate looks the key up; false after closing the connection.
-func (c *wsConn) authenticate(ctx context.Context, key string) (apiKeyAuth, bool) {
-	auth, err := lookupKey(ctx, c.w.cfg.Store, key)
-	switch {
-	case errors.Is(err, errKeyRefused):
-		c.closeWith(wire.Refusal(wire.MsgInvalidAPIKey))
-		return apiKeyAuth{}, false
-	case err != nil:
-		c.unavailable(err)
-		return apiKeyAuth{}, false
-	}
-	return auth, true
-}
-
-// resolveChannels returns the named channels, or every attached one when
-// none is named; false after answering an unknown one.
-func (c *wsConn) resolveChannels(names []string) ([]string, bool) {
-	channels, unknown := resolveChannels(c.w.cfg.Hub, names)
-	if unknown != "" {
-		c.refuse(wire.UnknownChannel(unknown))
-		return nil, false
-	}
-	return channels, true
-}
-
-// acquireLease takes a slot of the key's connection limit (SPEC §3); false
-// after closing the connection.
-func (c *wsConn) acquireLease(ctx context.Context, auth apiKeyAuth, channels []string) bool {
-	err := c.w.cfg.Leases.Acquire(ctx, store.LeaseAcquireParams{
-		ID: c.id, KeyID: auth.id, Client: auth.client,
-		Protocol: store.ProtocolWS, RemoteAddr: c.remote, Channels: channels,
-	})
-	switch {
-	case errors.Is(err, store.ErrConnectionLimit):
-		c.closeWith(wire.Refusal(wire.MsgConnectionLimit))
-	case errors.Is(err, store.ErrKeyInvalid):
-		c.closeWith(wire.Refusal(wire.MsgInvalidAPIKey))
-	case err != nil:
-		c.unavailable(err)
+		c.closeWith(wire.CloseUnavailable)
+	case r.keepsOpen():
+		c.refuse(r.msg)
 	default:
-		c.leased = true
-		return true
+		c.closeWith(r.close())
 	}
-	return false
-}
-
-func (c *wsConn) releaseLease() {
-	if !c.leased {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), releaseTimeout)
-	defer cancel()
-	c.w.cfg.Leases.Release(ctx, c.id)
-	// A refused subscribe holds nothing (SPEC §3): without a lease the
-	// connection is not authenticated.
-	c.leased, c.key, c.keyID, c.client = false, "", 0, ""
-}
-
-func (c *wsConn) subscribeFailed(err error) {
-	if errors.Is(err, hub.ErrUnknownChannel) {
-		// The channel was detached between the check and the subscribe.
-		c.refuse(wire.UnknownChannel(unknownChannelName(err)))
-		return
-	}
-	c.unavailable(err)
-}
-
-// unavailable closes the connection when the database failed it: the
-// client may try again later (SPEC §4.2).
-func (c *wsConn) unavailable(err error) {
-	if !errors.Is(err, context.Canceled) {
-		c.logger().Error("protocol A subscribe failed", "err", err)
-	}
-	c.closeWith(wire.CloseUnavailable)
 }
 
 // gone ends the connection's hub session and releases its lease.
@@ -427,5 +261,5 @@ func (c *wsConn) gone() {
 	c.stopTimer()
 	c.out.stop()
 	c.sess.Gone()
-	c.releaseLease()
+	c.lease.release(c.ctx)
 }

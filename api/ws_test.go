@@ -348,6 +348,8 @@ func TestWSHeaderAuth(t *testing.T) {
 		{"both disagree", http.Header{"Authorization": {"Bearer " + b.key}, "X-Api-Key": {other}}, "Invalid or missing token"},
 		{"basic", http.Header{"Authorization": {"Basic " + b.key}}, "Invalid or missing token"},
 		{"empty bearer", http.Header{"Authorization": {"Bearer "}}, "Invalid or missing token"},
+		// An empty header counts as missing (SPEC §4.4), as on SSE.
+		{"empty bearer, x-api-key", http.Header{"Authorization": {"Bearer "}, "X-Api-Key": {b.key}}, ""},
 		{"unknown key", http.Header{"X-Api-Key": {other}}, "Invalid or missing token"},
 		{"hex32", http.Header{"X-Api-Key": {strings.ReplaceAll(b.key, "-", "")}}, "Invalid or missing token"},
 	}
