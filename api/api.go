@@ -114,10 +114,10 @@ func routes(e *echo.Echo, h *handler) {
 		e.GET("/metrics", echo.WrapHandler(metricsHandler(h.cfg.Hub, h.wsWrites)))
 	}
 	if h.wsA != nil {
-		e.GET("/ws/subscribe", h.wsA.subscribe)
+		e.GET("/ws/subscribe", h.wsA.serve)
 	}
 	if h.wsB != nil {
-		e.GET("/v1/ws", h.wsB.handle)
+		e.GET("/v1/ws", h.wsB.serve)
 	}
 	if h.sse != nil {
 		e.GET(sseSubscribePath, h.sse.handle)

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/labstack/echo/v4"
 	"github.com/olahol/melody"
 
 	"github.com/hubdev/hub/hub"
@@ -30,27 +29,21 @@ const maxEntriesB = wire.MaxAccountsB * wire.MaxContractsB * 4
 // msgTooManyEntriesB refuses a subscribe past maxEntriesB.
 var msgTooManyEntriesB = "too many subscriptions (at most " + strconv.Itoa(maxEntriesB) + " per connection)"
 
-// wsB serves protocol B, EOSPark-compatible (SPEC §5), on one melody
-// instance. It authenticates at the upgrade: a connection holds its lease
-// from then until it ends.
+// wsB serves protocol B, EOSPark-compatible (SPEC §5): GET /v1/ws. It
+// authenticates at the upgrade: a connection holds its lease from then
+// until it ends.
 type wsB struct {
-	cfg       Config
-	adm       *admission
+	wsServer
 	heartbeat time.Duration
-	m         *melody.Melody
-	writes    atomic.Uint64 // socket writes of its connections' writers
 }
 
 // newWSB returns protocol B's handler; heartbeat is HUB_EOSPARK_HEARTBEAT
 // (default 10s). cfg has its defaults applied.
 func newWSB(cfg Config, heartbeat time.Duration) *wsB {
-	w := &wsB{cfg: cfg, adm: newAdmission(cfg), heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat)}
-	w.m = newMelody(cfg, w.heartbeat, w.connect)
+	w := &wsB{heartbeat: cmp.Or(heartbeat, defaultEOSParkHeartbeat)}
+	w.init(cfg, w.heartbeat, w.connect)
 	return w
 }
-
-// handle upgrades GET /v1/ws.
-func (w *wsB) handle(c echo.Context) error { return serveMelody(w.cfg, w.m, c) }
 
 // wsBConn is one protocol B connection. Melody calls connect, message and
 // gone on the connection's read goroutine, one at a time.
@@ -139,7 +132,7 @@ func (c *wsBConn) Close(cl wire.Close) {
 	if f := c.refusal.Load(); f != nil {
 		last = *f
 	}
-	c.out.close(last, cl.Code, wire.CloseReason(cl.Reason))
+	c.out.close(last, cl)
 }
 
 func (c *wsBConn) sendError(msg string) { c.sess.Send(wire.AppendErrorB(nil, msg)) }

@@ -52,7 +52,7 @@ func setupB(t *testing.T, heartbeat time.Duration) *bBundle {
 	b := &bBundle{pool: env.Pool, store: env.Store, node: env.Node, hub: env.Hub}
 	cfg := Config{Hub: env.Hub, Store: env.Store, Leases: env.Node, Logger: env.Log, Conns: &Conns{}}.withDefaults()
 	e := echo.New()
-	e.GET("/v1/ws", newWSB(cfg, heartbeat).handle)
+	e.GET("/v1/ws", newWSB(cfg, heartbeat).serve)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { // runs before srv.Close, after the clients closed

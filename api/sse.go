@@ -7,11 +7,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -19,11 +17,6 @@ import (
 	"github.com/hubdev/hub/hub"
 	"github.com/hubdev/hub/hub/wire"
 )
-
-// sseCredits is how many frames the hub may have outstanding in a
-// stream's channel; the channel has room for one more, so that the close
-// always fits.
-const sseCredits = 16
 
 // sseKeepAlive is the interval of the comment line that keeps proxies from
 // closing an idle stream (SPEC §7).
@@ -82,11 +75,14 @@ func (s *sse) handle(c echo.Context) error {
 		return nil
 	}
 	writeSSEHeader(c)
-	st := s.open(c)
-	defer st.end()
-	if !st.flush() {
+	st := s.newStream(c)
+	// The header goes out before the writer may write: nothing else
+	// writes on this goroutine afterwards.
+	if st.framing.flush() != nil {
 		return nil
 	}
+	st.connect()
+	defer st.end()
 	st.subscribe(req)
 	slot.release()
 	st.serve()
@@ -196,63 +192,104 @@ func readSSEBody(body io.Reader, maxBytes int) (req wire.Request, code int, msg 
 	return req, 0, "", true
 }
 
-// sseStream is one SSE response. The handler goroutine owns it; only
-// sseConn's methods are called by the hub, from other goroutines.
+// sseStream is one SSE response. The handler goroutine owns it; the hub
+// calls its Send and Close, which hand over to its writer.
 type sseStream struct {
-	s     *sse
-	id    string // the connection's and its lease's ID
-	r     *http.Request
-	w     io.Writer
-	rc    *http.ResponseController
-	conn  *sseConn
-	sess  *hub.Session
-	log   *slog.Logger
-	lease *lease // nil until admitted
+	s       *sse
+	id      string // the connection's and its lease's ID
+	r       *http.Request
+	out     *writer
+	framing *sseFraming
+	sess    *hub.Session
+	log     *slog.Logger
+	lease   *lease // nil until admitted
 }
 
-func (s *sse) open(c echo.Context) *sseStream {
+func (s *sse) newStream(c echo.Context) *sseStream {
 	id := rand.Text()
 	r := c.Request()
-	log := s.cfg.Logger.With("conn", id, "remote", r.RemoteAddr)
-	st := &sseStream{
-		s: s, id: id, r: r, w: c.Response(), rc: http.NewResponseController(c.Response()), log: log,
-		conn: &sseConn{frames: make(chan []byte, sseCredits), closing: make(chan struct{}), log: log},
-	}
-	st.sess = s.cfg.Hub.Connect(hub.ConnectParams{ID: id, Conn: st.conn, Protocol: hub.ProtocolSSE, Credits: sseCredits})
+	st := &sseStream{s: s, id: id, r: r, log: s.cfg.Logger.With("conn", id, "remote", r.RemoteAddr)}
+	st.framing = &sseFraming{w: c.Response(), rc: http.NewResponseController(c.Response()), timeout: s.cfg.WriteTimeout, log: st.log}
+	st.out = newWriter(st.framing, nil)
 	return st
 }
 
-// sseConn is the stream as the hub sees it. Send and Close hand over to
-// the handler goroutine and never block.
-type sseConn struct {
-	frames  chan []byte   // capacity sseCredits: the hub keeps within it
-	closing chan struct{} // closed by Close, after code and reason are set
-	once    sync.Once
-	code    int
-	reason  string
-	log     *slog.Logger
+// connect starts the stream's hub session.
+func (st *sseStream) connect() {
+	st.sess = st.s.cfg.Hub.Connect(hub.ConnectParams{ID: st.id, Conn: st, Protocol: hub.ProtocolSSE, Credits: writerCredits})
+	st.out.attach(st.sess)
 }
 
 // Send implements hub.Conn.
-func (c *sseConn) Send(frames ...[]byte) {
-	for _, f := range frames {
-		select {
-		case c.frames <- f:
-		default: // cannot happen while the hub keeps to its credits
-			c.log.Error("SSE buffer overflow")
-			return
-		}
-	}
+func (st *sseStream) Send(frames ...[]byte) { st.out.send(frames) }
+
+// Close implements hub.Conn: the error event ends the stream (SPEC §7).
+func (st *sseStream) Close(cl wire.Close) {
+	st.out.close(wire.AppendSSEError(nil, cl.Reason, cl.Code), cl)
 }
 
-// Close implements hub.Conn: the handler writes the error event and ends
-// the stream. The first close wins.
-func (c *sseConn) Close(cl wire.Close) {
-	c.once.Do(func() {
-		c.code, c.reason = cl.Code, cl.Reason
-		close(c.closing)
-	})
+// sseFraming writes a writer's batches as SSE events, flushing after each.
+type sseFraming struct {
+	w       io.Writer
+	rc      *http.ResponseController
+	timeout time.Duration
+	log     *slog.Logger
 }
+
+// write implements framing: the events, a keep-alive comment when kicked
+// with nothing else to write, and the error event that ends the stream.
+// A write blocked past the write timeout means the socket is jammed (SPEC
+// §6); the writer then drops the stream.
+func (f *sseFraming) write(b outBatch) error {
+	if len(b.frames) == 0 && b.end == nil && !b.kicked {
+		return nil
+	}
+	f.deadline()
+	if err := f.writeAll(b); err != nil {
+		f.log.Debug("SSE write failed", "err", err)
+		return err
+	}
+	return f.flush()
+}
+
+// flush sends what is written.
+func (f *sseFraming) flush() error {
+	f.deadline()
+	err := f.rc.Flush()
+	if err != nil {
+		f.log.Debug("SSE flush failed", "err", err)
+	}
+	return err
+}
+
+func (f *sseFraming) deadline() {
+	// Not every ResponseWriter supports deadlines; without one a jammed
+	// socket blocks until the client goes away.
+	_ = f.rc.SetWriteDeadline(time.Now().Add(f.timeout))
+}
+
+func (f *sseFraming) writeAll(b outBatch) error {
+	for _, fr := range b.frames {
+		if _, err := f.w.Write(fr); err != nil {
+			return err
+		}
+	}
+	var last []byte
+	switch {
+	case b.end != nil:
+		last = b.end.last
+	case b.kicked && len(b.frames) == 0:
+		last = wire.AppendSSEKeepAlive(nil)
+	}
+	if last == nil {
+		return nil
+	}
+	_, err := f.w.Write(last)
+	return err
+}
+
+// closed implements framing; the handler ends the response.
+func (f *sseFraming) closed() {}
 
 // subscribe admits the request (SPEC §4 step 7) and subscribes the
 // session. A refusal closes the session: the error event then ends the
@@ -277,34 +314,17 @@ func (st *sseStream) subscribe(req sseRequest) {
 	st.sess.Close(ref.close())
 }
 
-// serve writes what the hub hands over, and a keep-alive comment when the
-// stream is idle, until the session is closed or the client goes away.
+// serve keeps the stream open while its writer writes what the hub hands
+// over, and kicks the writer for a keep-alive comment every keepAlive
+// (SPEC §7), until the stream ends or the client goes away.
 func (st *sseStream) serve() {
 	keepAlive := time.NewTicker(st.s.keepAlive)
 	defer keepAlive.Stop()
-	unflushed := 0
 	for {
 		select {
-		case f := <-st.conn.frames:
-			if !st.write(f) {
-				return
-			}
-			st.sess.Sent(1)
-			// Flush once a burst is written, and at least every
-			// sseCredits frames.
-			if unflushed++; len(st.conn.frames) == 0 || unflushed >= sseCredits {
-				if !st.flush() {
-					return
-				}
-				unflushed = 0
-			}
-			keepAlive.Reset(st.s.keepAlive)
 		case <-keepAlive.C:
-			if !st.write(wire.AppendSSEKeepAlive(nil)) || !st.flush() {
-				return
-			}
-		case <-st.conn.closing:
-			st.finish()
+			st.out.kick()
+		case <-st.out.done:
 			return
 		case <-st.r.Context().Done():
 			return
@@ -312,63 +332,14 @@ func (st *sseStream) serve() {
 	}
 }
 
-// finish writes the frames handed over before the close, then the error
-// event, which ends the stream (SPEC §7).
-func (st *sseStream) finish() {
-	for drained := false; !drained; {
-		select {
-		case f := <-st.conn.frames:
-			if !st.write(f) {
-				return
-			}
-		default:
-			drained = true
-		}
-	}
-	if st.write(wire.AppendSSEError(nil, st.conn.reason, st.conn.code)) {
-		st.flush()
-	}
-}
-
-// write writes f; false when the stream is broken. A write blocked past
-// the write timeout means the socket is jammed (SPEC §6).
-func (st *sseStream) write(f []byte) bool {
-	st.deadline()
-	_, err := st.w.Write(f)
-	return st.writeOK(err)
-}
-
-func (st *sseStream) flush() bool {
-	st.deadline()
-	return st.writeOK(st.rc.Flush())
-}
-
-func (st *sseStream) deadline() {
-	// Not every ResponseWriter supports deadlines; without one a jammed
-	// socket blocks until the client goes away.
-	_ = st.rc.SetWriteDeadline(time.Now().Add(st.s.cfg.WriteTimeout))
-}
-
-func (st *sseStream) writeOK(err error) bool {
-	if err == nil {
-		return true
-	}
-	if isTimeout(err) {
-		st.sess.Jammed()
-	}
-	st.log.Debug("SSE write failed", "err", err)
-	return false
-}
-
-func isTimeout(err error) bool {
-	ne, ok := errors.AsType[net.Error](err)
-	return ok && ne.Timeout()
-}
-
-// end lets go of the session and the lease once the stream ends.
+// end lets go of the session and the lease once the stream ends. No write
+// is under way after it: the response is not touched once the handler
+// returned.
 func (st *sseStream) end() {
+	st.out.stop()
+	st.out.wait()
 	// A deadline would outlive the request on a kept-alive connection.
-	_ = st.rc.SetWriteDeadline(time.Time{})
+	_ = st.framing.rc.SetWriteDeadline(time.Time{})
 	st.sess.Gone()
 	st.lease.release(st.r.Context())
 }

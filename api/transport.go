@@ -22,6 +22,25 @@ import (
 // own requests, is admitted through admission (admit.go) and implements
 // hub.Conn over the melody plumbing below.
 
+// wsServer is what the handler of a WebSocket protocol holds: one melody
+// instance, and the admission of its connections.
+type wsServer struct {
+	cfg    Config
+	adm    *admission
+	m      *melody.Melody
+	writes atomic.Uint64 // socket writes of its connections' writers
+}
+
+// init sets the server up for connections whose heartbeat comes every
+// heartbeat; connect starts each connection.
+func (s *wsServer) init(cfg Config, heartbeat time.Duration, connect func(*melody.Session)) {
+	s.cfg, s.adm = cfg, newAdmission(cfg)
+	s.m = newMelody(cfg, heartbeat, connect)
+}
+
+// serve upgrades a request of the protocol.
+func (s *wsServer) serve(c echo.Context) error { return serveMelody(s.cfg, s.m, c) }
+
 // melodyConn is a WebSocket connection's state, kept in its wsSocket.
 type melodyConn interface {
 	message(data []byte)
@@ -35,7 +54,8 @@ type melodyConn interface {
 type wsBase struct {
 	id     string // the connection's and its lease's ID
 	ms     *melody.Session
-	out    *wsWriter
+	out    *writer
+	frame  *wsFraming // out's: pings and pongs
 	sess   *hub.Session
 	ctx    context.Context // outlives the upgrade request (see serveMelody)
 	remote string
@@ -65,13 +85,13 @@ func (b *wsBase) open(ms *melody.Session, conn interface {
 	sock := socketOf(ms)
 	b.id, b.ms, b.ctx, b.remote, b.log = rand.Text(), ms, ms.Request.Context(), ms.Request.RemoteAddr, o.cfg.Logger
 	b.pending, sock.pending = sock.pending, nil
-	b.out = newWSWriter(sock, o.cfg.WriteTimeout, o.writes)
+	b.out, b.frame = newWSWriter(sock, o.cfg.WriteTimeout, o.writes)
 	sock.owner = conn
-	ms.WebsocketConnection().SetPingHandler(b.out.pongTo)
+	ms.WebsocketConnection().SetPingHandler(b.frame.pongTo)
 	b.sess = o.cfg.Hub.Connect(hub.ConnectParams{
-		ID: b.id, Conn: conn, Protocol: o.protocol, Credits: wsCredits,
+		ID: b.id, Conn: conn, Protocol: o.protocol, Credits: writerCredits,
 		Heartbeat: func(now time.Time) []byte {
-			b.out.pingNext()
+			b.frame.pingNext()
 			return o.heartbeat(now)
 		},
 		HeartbeatEvery: o.heartbeatEvery,
@@ -80,7 +100,7 @@ func (b *wsBase) open(ms *melody.Session, conn interface {
 }
 
 // Send implements hub.Conn; the writer queues them (the hub hands at most
-// wsCredits frames at a time).
+// writerCredits frames at a time).
 func (b *wsBase) Send(frames ...[]byte) { b.out.send(frames) }
 
 func (b *wsBase) session() *hub.Session { return b.sess }
@@ -100,14 +120,14 @@ func (b *wsBase) logger() *slog.Logger {
 }
 
 // unusedWriteBuffers keeps gorilla from allocating a write buffer per
-// connection: data goes out through wsWriter, and gorilla's control frames
+// connection: data goes out through wsFraming, and gorilla's control frames
 // need none.
 var unusedWriteBuffers = &sync.Pool{}
 
 // newMelody returns a melody instance for hub sessions with heartbeat as
 // their heartbeat interval (each heartbeat carries a ping); connect sets
 // the connection's melodyConn as its wsSocket's owner. Melody upgrades,
-// reads and tracks the sessions; wsWriter writes (see there why).
+// reads and tracks the sessions; wsFraming writes (see there why).
 func newMelody(cfg Config, heartbeat time.Duration, connect func(*melody.Session)) *melody.Melody {
 	m := melody.New()
 	m.Upgrader.WriteBufferPool = unusedWriteBuffers
@@ -116,7 +136,7 @@ func newMelody(cfg Config, heartbeat time.Duration, connect func(*melody.Session
 	// requests, and longer ones are read past the buffer.
 	m.Upgrader.ReadBufferSize = 128
 	m.Config.MessageBufferSize = 1                       // melody writes nothing
-	m.Config.PingPeriod = math.MaxInt64                  // wsWriter pings with the heartbeats
+	m.Config.PingPeriod = math.MaxInt64                  // wsFraming pings with the heartbeats
 	m.Config.PongWait = heartbeat + pongGrace            // melody's reader waits for the pongs
 	m.Config.MaxMessageSize = int64(cfg.MaxMessageBytes) // gorilla closes with 1009 past it
 	get := func(ms *melody.Session) melodyConn { return socketOf(ms).owner }

@@ -1,82 +1,74 @@
 package api
 
 import (
-	"encoding/binary"
 	"errors"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
-	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/hubdev/hub/hub"
+	"github.com/hubdev/hub/hub/wire"
 )
 
-// wsWriter writes a WebSocket connection's frames in place of melody's
-// writer, for what profiles of the hub under load showed (issue 7):
-//   - melody writes one message per write(2), and under fan-out those
-//     system calls were two thirds of the hub's CPU; the writer takes
-//     every frame waiting and writes them with one;
-//   - melody's writer goroutine lives as long as the connection, and a
-//     goroutine that wrote once keeps a stack of 4 KiB or more; the
-//     writer's goroutine runs only while there is something to write, so
-//     an idle connection keeps melody's reader and melody's writer, which
-//     writes nothing and keeps the smallest stack;
-//   - melody pings from a ticker per connection; the writer sends a ping
-//     with each of the hub's heartbeats instead.
-//
-// Melody still upgrades, reads and tracks the sessions; the writer also
-// answers the client's pings (pongTo). Gorilla still answers a client's
-// close frame from the read goroutine; wsSocket keeps that write and the
-// writer's batches apart.
-type wsWriter struct {
-	sock    *wsSocket
-	timeout time.Duration
-	writes  *atomic.Uint64 // socket writes, for /metrics
+// writer is one connection's outbound queue, the same for every transport:
+// the frames the hub hands over, written in batches by a goroutine that
+// runs only while there is something to write, then the connection's last
+// frame and its close. How a batch looks on the wire is the transport's
+// framing (WebSocket frames, SSE events). The hub's credits bound the
+// queue (hub.ConnectParams.Credits): the writer tells the session when
+// frames are written, so that it hands over more.
+type writer struct {
+	framing framing
+	writes  writeCounter
+	wg      sync.WaitGroup // the goroutine that writes, while it runs
+	done    chan struct{}  // closed when nothing more will be written
 
 	mu      sync.Mutex
 	sess    *hub.Session // nil until attach
 	unacked int          // frames written before attach
 	frames  [][]byte     // handed by the session, oldest first
 	spare   [][]byte     // the last batch's slice, for the next one
-	last    []byte       // the frame right before the close frame
-	closing []byte       // the close frame's payload, once close was called
-	ping    bool         // a ping is due
-	pong    []byte       // the payload of the client's last unanswered ping
+	end     *ending      // set by close
+	kicked  bool         // the framing has something of its own to write
 	running bool         // a goroutine runs write
-	ended   bool         // the close frame is out or the socket failed
+	ended   bool         // the end is written, the socket failed, or stop
 }
 
-// Server frames are not masked (RFC 6455 §5.1).
-const (
-	opText  = 0x1
-	opClose = 0x8
-	opPing  = 0x9
-	opPong  = 0xA
-)
+// framing writes a writer's batches the way a transport frames them. The
+// writer calls it from one goroutine at a time.
+type framing interface {
+	// write writes a batch as one unit, with whatever the transport has
+	// of its own that is due (a WebSocket's ping or pong, an SSE
+	// keep-alive); an empty batch with nothing due writes nothing.
+	write(b outBatch) error
+	// closed is called once, after the end was written or a write failed.
+	closed()
+}
 
-// pongGrace is how long after a heartbeat's ping its pong may come before
-// melody's reader gives up on the connection: a client whose pongs stop is
-// dropped within a heartbeat interval and this.
-const pongGrace = time.Minute
+// outBatch is what one write carries.
+type outBatch struct {
+	frames [][]byte
+	kicked bool    // the transport asked for a write of its own (kick)
+	end    *ending // the last frame and the close, written after frames
+}
 
-// frameBuffers holds the writers' buffers; a writer takes one only while
-// it writes.
-var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 16<<10); return &b }}
+// ending is how a connection ends: a last frame (an error frame, a close
+// message; nil for none), then the close.
+type ending struct {
+	last  []byte
+	close wire.Close
+}
 
-// maxPooledFrameBuffer keeps a buffer grown by a large batch out of the
-// pool.
-const maxPooledFrameBuffer = 256 << 10
+// writeCounter counts a transport's socket writes for /metrics.
+type writeCounter = *atomic.Uint64
 
-func newWSWriter(sock *wsSocket, timeout time.Duration, writes *atomic.Uint64) *wsWriter {
-	return &wsWriter{sock: sock, timeout: timeout, writes: writes}
+func newWriter(f framing, writes writeCounter) *writer {
+	return &writer{framing: f, writes: writes, done: make(chan struct{})}
 }
 
 // attach names the session whose frames the writer writes, which it tells
 // when they are written (hub.Session.Sent) or jam.
-func (w *wsWriter) attach(s *hub.Session) {
+func (w *writer) attach(s *hub.Session) {
 	w.mu.Lock()
 	w.sess = s
 	n := w.unacked
@@ -87,118 +79,100 @@ func (w *wsWriter) attach(s *hub.Session) {
 	}
 }
 
-// send queues frames the session handed over.
-func (w *wsWriter) send(frames [][]byte) {
+// send queues frames the session handed over (hub.Conn.Send).
+func (w *writer) send(frames [][]byte) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.ended || w.closing != nil {
+	if w.ended || w.end != nil {
 		return
 	}
 	w.frames = append(w.frames, frames...)
 	w.start()
 }
 
-// close queues last (when not nil) and then the close frame; the socket is
-// closed after them, and nothing more is written.
-func (w *wsWriter) close(last []byte, code int, reason string) {
+// close queues the end: last (when not nil) and the close, after the
+// frames queued already; nothing more is written. The first close wins.
+func (w *writer) close(last []byte, cl wire.Close) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.ended || w.closing != nil {
+	if w.ended || w.end != nil {
 		return
 	}
-	w.last, w.closing = last, websocket.FormatCloseMessage(code, reason)
+	w.end = &ending{last: last, close: cl}
 	w.start()
 }
 
-// pingNext puts a ping before the next frames: the hub's heartbeats carry
-// them, so no connection needs a timer of its own.
-func (w *wsWriter) pingNext() {
-	w.mu.Lock()
-	w.ping = true
-	w.mu.Unlock()
-}
-
-// pongTo answers a client's ping (RFC 6455 §5.5.3: the last one is enough).
-// It replaces gorilla's handler, which writes the pong from the read
-// goroutine and would grow that long-lived goroutine's stack for good.
-func (w *wsWriter) pongTo(payload string) error {
+// kick asks for a write even when no frame is queued: the framing has
+// something of its own that is due.
+func (w *writer) kick() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if !w.ended && w.closing == nil {
-		w.pong = []byte(payload)
+	if !w.ended && w.end == nil {
+		w.kicked = true
 		w.start()
 	}
-	return nil
 }
 
-// stop drops whatever is still queued; the connection is gone.
-func (w *wsWriter) stop() {
+// stop drops whatever is still queued; the connection is gone. A write
+// under way goes on until it returns (see wait).
+func (w *writer) stop() {
 	w.mu.Lock()
-	w.ended = true
-	w.mu.Unlock()
+	defer w.mu.Unlock()
+	w.finish()
+}
+
+// wait returns once no write is under way and none will start: after stop,
+// or once done is closed.
+func (w *writer) wait() { w.wg.Wait() }
+
+// finish must be called with w.mu held.
+func (w *writer) finish() {
+	if !w.ended {
+		w.ended = true
+		close(w.done)
+	}
 }
 
 // start must be called with w.mu held.
-func (w *wsWriter) start() {
+func (w *writer) start() {
 	if !w.running {
 		w.running = true
+		w.wg.Add(1)
 		go w.write() // ends when nothing is left to write
 	}
 }
 
 // write writes what is queued, in batches, until nothing is.
-func (w *wsWriter) write() {
-	buf := frameBuffers.Get().(*[]byte)
-	defer func() {
-		if cap(*buf) <= maxPooledFrameBuffer {
-			*buf = (*buf)[:0]
-			frameBuffers.Put(buf)
-		}
-	}()
+func (w *writer) write() {
+	defer w.wg.Done()
 	for {
 		w.mu.Lock()
-		frames, last, closing, ping, pong := w.frames, w.last, w.closing, w.ping, w.pong
-		if w.ended || len(frames) == 0 && closing == nil && !ping && pong == nil {
+		b := outBatch{frames: w.frames, end: w.end, kicked: w.kicked}
+		if w.ended || len(b.frames) == 0 && b.end == nil && !b.kicked {
 			w.running = false
 			w.frames, w.spare = nil, nil // an idle connection holds no slice
 			w.mu.Unlock()
 			return
 		}
-		w.frames, w.spare, w.last, w.ping, w.pong = w.spare, nil, nil, false, nil
-		if closing != nil {
-			w.ended = true
+		w.frames, w.spare, w.kicked = w.spare, nil, false
+		if b.end != nil {
+			w.finish()
 		}
 		w.mu.Unlock()
 
-		b := batch{buf: (*buf)[:0]}
-		if pong != nil {
-			b.add(opPong, pong)
-		}
-		if ping {
-			b.add(opPing, nil)
-		}
-		for _, f := range frames {
-			b.add(opText, f)
-		}
-		if closing != nil {
-			if last != nil {
-				b.add(opText, last)
-			}
-			b.add(opClose, closing)
-		}
-		*buf = b.buf
-		_ = w.sock.SetWriteDeadline(time.Now().Add(w.timeout))
-		if err := w.sock.writeBatch(b.segments()); err != nil {
+		if err := w.framing.write(b); err != nil {
 			w.fail(err)
 			return
 		}
-		w.writes.Add(1)
-		w.written(frames)
-		if closing != nil {
+		if w.writes != nil {
+			w.writes.Add(1)
+		}
+		w.written(b.frames)
+		if b.end != nil {
 			w.mu.Lock()
 			w.running = false
 			w.mu.Unlock()
-			_ = w.sock.Close() // as melody does after its close frame
+			w.framing.closed()
 			return
 		}
 	}
@@ -206,7 +180,7 @@ func (w *wsWriter) write() {
 
 // written tells the session that frames are written, and keeps their
 // slice for the next batch.
-func (w *wsWriter) written(frames [][]byte) {
+func (w *writer) written(frames [][]byte) {
 	n := len(frames)
 	clear(frames)
 	w.mu.Lock()
@@ -223,64 +197,19 @@ func (w *wsWriter) written(frames [][]byte) {
 
 // fail ends the connection after a failed write. A write that blocked past
 // the write timeout is a jammed socket: a slow consumer (SPEC §6).
-func (w *wsWriter) fail(err error) {
+func (w *writer) fail(err error) {
 	w.mu.Lock()
-	w.ended, w.running = true, false
+	w.finish()
+	w.running = false
 	s := w.sess
 	w.mu.Unlock()
-	if s != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+	if s != nil && isTimeout(err) {
 		s.Jammed()
 	}
-	_ = w.sock.Close() // melody's reader ends, and the connection with it
+	w.framing.closed()
 }
 
-// batch is one write's frames. Small frames are copied into buf; a large
-// payload is written from where it is, since the hub encodes an event
-// once for all its sessions, and a large row sent to many connections
-// must not be copied once per connection.
-type batch struct {
-	buf  []byte
-	segs net.Buffers
-	mark int // buf[:mark] is in segs already
-}
-
-// largeFrame is the payload size from which a frame is not copied.
-const largeFrame = 4 << 10
-
-func (b *batch) add(op byte, payload []byte) {
-	if len(payload) < largeFrame {
-		b.buf = appendFrame(b.buf, op, payload)
-		return
-	}
-	b.buf = appendHeader(b.buf, op, len(payload))
-	b.segs = append(b.segs, b.buf[b.mark:], payload)
-	b.mark = len(b.buf)
-}
-
-// segments returns the batch's bytes in order.
-func (b *batch) segments() net.Buffers {
-	if b.mark < len(b.buf) {
-		b.segs = append(b.segs, b.buf[b.mark:])
-	}
-	return b.segs
-}
-
-// appendFrame appends a final, unmasked frame (RFC 6455 §5.2).
-func appendFrame(b []byte, op byte, payload []byte) []byte {
-	return append(appendHeader(b, op, len(payload)), payload...)
-}
-
-func appendHeader(b []byte, op byte, n int) []byte {
-	b = append(b, 0x80|op)
-	switch {
-	case n < 126:
-		b = append(b, byte(n))
-	case n <= 0xFFFF:
-		b = append(b, 126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, 127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	return b
+func isTimeout(err error) bool {
+	ne, ok := errors.AsType[net.Error](err)
+	return ok && ne.Timeout()
 }

@@ -8,9 +8,12 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hubdev/hub/hub/wire"
 )
 
 // frame is one frame as a client reads it.
@@ -110,7 +113,7 @@ func framesOf(t *testing.T, b []byte) []frame {
 
 func TestWSWriterBatchesAndCloses(t *testing.T) {
 	conn := newRecordingConn()
-	w := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
+	w, _ := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
 	defer w.stop()
 	// Frames queued before the writer's goroutine runs go out in one write.
 	w.mu.Lock()
@@ -121,7 +124,7 @@ func TestWSWriterBatchesAndCloses(t *testing.T) {
 	if len(got) != 3 || string(got[0].payload) != "1" || string(got[2].payload) != "3" {
 		t.Fatalf("first write has %d frames, want 1, 2, 3", len(got))
 	}
-	w.close([]byte("error"), 1008, "bye")
+	w.close([]byte("error"), wire.Refusal("bye"))
 	got = framesOf(t, <-conn.writes)
 	if len(got) != 2 || got[0].op != opText || string(got[0].payload) != "error" || got[1].op != opClose {
 		t.Fatalf("close wrote %+v, want the error frame, then the close frame", got)
@@ -131,7 +134,7 @@ func TestWSWriterBatchesAndCloses(t *testing.T) {
 	}
 	<-conn.closed
 	w.send([][]byte{[]byte("late")})
-	w.close(nil, 1000, "")
+	w.close(nil, wire.Close{Code: 1000})
 	w.mu.Lock()
 	queued, running := len(w.frames), w.running
 	w.mu.Unlock()
@@ -143,7 +146,7 @@ func TestWSWriterBatchesAndCloses(t *testing.T) {
 func TestWSWriterFailureClosesSocket(t *testing.T) {
 	conn := newRecordingConn()
 	conn.err = os.ErrDeadlineExceeded
-	w := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
+	w, _ := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
 	defer w.stop()
 	w.send([][]byte{[]byte("x")})
 	<-conn.closed
@@ -157,9 +160,9 @@ func TestWSWriterFailureClosesSocket(t *testing.T) {
 
 func TestWSWriterPingsBeforeNextFrames(t *testing.T) {
 	conn := newRecordingConn()
-	w := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
+	w, f := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
 	defer w.stop()
-	w.pingNext()
+	f.pingNext()
 	w.send([][]byte{[]byte("heartbeat")})
 	got := framesOf(t, <-conn.writes)
 	if len(got) != 2 || got[0].op != opPing || string(got[1].payload) != "heartbeat" {
@@ -184,9 +187,9 @@ func TestOnShortStackRunsAndPropagatesPanics(t *testing.T) {
 
 func TestWSWriterAnswersPings(t *testing.T) {
 	conn := newRecordingConn()
-	w := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
+	w, f := newWSWriter(&wsSocket{Conn: conn}, time.Second, new(atomic.Uint64))
 	defer w.stop()
-	if err := w.pongTo("x"); err != nil {
+	if err := f.pongTo("x"); err != nil {
 		t.Fatal(err)
 	}
 	got := framesOf(t, <-conn.writes)
@@ -212,5 +215,52 @@ func TestBatchWritesLargePayloadsInPlace(t *testing.T) {
 	got := framesOf(t, stream)
 	if len(got) != 3 || string(got[0].payload) != "small" || !bytes.Equal(got[1].payload, large) || string(got[2].payload) != "after" {
 		t.Fatalf("frames %d, want small, large, after", len(got))
+	}
+}
+
+// recordingFraming records the batches a writer hands it; each write
+// says it began on entered, then waits until block is closed.
+type recordingFraming struct {
+	batches chan outBatch
+	entered chan struct{}
+	block   chan struct{}
+	closes  atomic.Int32
+}
+
+func (f *recordingFraming) write(b outBatch) error {
+	f.entered <- struct{}{}
+	<-f.block
+	b.frames = slices.Clone(b.frames) // the writer reuses the slice
+	f.batches <- b
+	return nil
+}
+
+func (f *recordingFraming) closed() { f.closes.Add(1) }
+
+// TestWriterKnowsNoTransport: the engine batches what is queued while a
+// write is under way, passes kicks and the end to the framing, stops after
+// the end, and wait returns only once no write is under way.
+func TestWriterKnowsNoTransport(t *testing.T) {
+	f := &recordingFraming{batches: make(chan outBatch, 10), entered: make(chan struct{}, 10), block: make(chan struct{})}
+	w := newWriter(f, nil)
+	w.send([][]byte{[]byte("1")})
+	<-f.entered
+	w.send([][]byte{[]byte("2"), []byte("3")}) // queued behind the blocked write
+	w.kick()
+	w.close([]byte("last"), wire.CloseShutdown)
+	w.send([][]byte{[]byte("late")}) // after the close: dropped
+	close(f.block)
+	first, second := <-f.batches, <-f.batches
+	if len(first.frames) != 1 || first.end != nil {
+		t.Fatalf("first batch %+v, want frame 1 alone", first)
+	}
+	if len(second.frames) != 2 || string(second.frames[1]) != "3" || !second.kicked ||
+		second.end == nil || string(second.end.last) != "last" || second.end.close != wire.CloseShutdown {
+		t.Fatalf("second batch %+v, want 2 and 3, kicked, then the end", second)
+	}
+	<-w.done
+	w.wait()
+	if n := f.closes.Load(); n != 1 || len(f.batches) != 0 {
+		t.Fatalf("closed %d times, %d more batches; want once, none", n, len(f.batches))
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/labstack/echo/v4"
 	"github.com/olahol/melody"
 
 	"github.com/hubdev/hub/hub"
@@ -50,9 +49,10 @@ func (c *Conns) Wait(ctx context.Context) error {
 	}
 }
 
-// wsCredits is how many frames the hub may have handed to a connection's
-// writer and not yet seen written: the most one write carries.
-const wsCredits = 16
+// writerCredits is how many frames the hub may have handed to a
+// connection's writer and not yet seen written: the most one write
+// carries.
+const writerCredits = 16
 
 // maxInvalid invalid messages are answered within invalidWindow; the next
 // one closes the connection (SPEC §4.1).
@@ -64,22 +64,14 @@ const (
 // releaseTimeout bounds the release of a lease after its connection ended.
 const releaseTimeout = 5 * time.Second
 
-// wsA serves protocol A (SPEC §4) on one melody instance.
-type wsA struct {
-	cfg    Config
-	adm    *admission
-	m      *melody.Melody
-	writes atomic.Uint64 // socket writes of its connections' writers
-}
+// wsA serves protocol A (SPEC §4): GET /ws/subscribe.
+type wsA struct{ wsServer }
 
 func newWSA(cfg Config) *wsA {
-	w := &wsA{cfg: cfg, adm: newAdmission(cfg)}
-	w.m = newMelody(cfg, cfg.HeartbeatInterval, w.connect)
+	w := &wsA{}
+	w.init(cfg, cfg.HeartbeatInterval, w.connect)
 	return w
 }
-
-// subscribe upgrades GET /ws/subscribe.
-func (w *wsA) subscribe(c echo.Context) error { return serveMelody(w.cfg, w.m, c) }
 
 // wsConn is one protocol A connection. Melody calls message and gone on
 // the connection's read goroutine, one at a time; only the auth timer runs
@@ -151,7 +143,7 @@ func (c *wsConn) Close(cl wire.Close) {
 	if f := c.closeErr.Load(); f != nil {
 		last = *f
 	}
-	c.out.close(last, cl.Code, wire.CloseReason(cl.Reason))
+	c.out.close(last, cl)
 }
 
 // closeWith sends the error frame of cl's reason, then closes with cl.
