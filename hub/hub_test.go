@@ -108,6 +108,26 @@ func (c *fakeConn) wait(t *testing.T, n int) []wire.Event {
 	}
 }
 
+// waitClosed returns the close's code and reason once the session closed
+// the connection; it fails the test if that takes longer than within.
+func (c *fakeConn) waitClosed(t *testing.T, within time.Duration, msg string) (int, string) {
+	t.Helper()
+	timeout := time.After(within)
+	for {
+		c.mu.Lock()
+		code, why, more := c.code, c.why, c.more
+		c.mu.Unlock()
+		if code != 0 {
+			return code, why
+		}
+		select {
+		case <-more:
+		case <-timeout:
+			t.Fatalf("not closed within %s: %s", within, msg)
+		}
+	}
+}
+
 type hubBundle struct {
 	pool  *pgxpool.Pool
 	store *store.Store

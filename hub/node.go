@@ -78,6 +78,8 @@ type Node struct {
 	// row is when the node's row was created, as its last heartbeat said;
 	// zero before the first.
 	row time.Time
+
+	testSignals nodeTestSignals
 }
 
 // NewNode returns the node's lease keeper.
@@ -272,7 +274,11 @@ func (n *Node) sync(ctx context.Context) {
 		n.unsynced = true
 	}
 	n.mu.Unlock()
-	if err == nil && len(live) > 0 {
+	if err != nil {
+		return
+	}
+	n.testSignals.leasesSynced.signal(len(live))
+	if len(live) > 0 {
 		n.cfg.Logger.Info("leases rebuilt", "connections", len(live))
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -45,6 +44,7 @@ func startNodeWith(t *testing.T, u string, cfg hub.NodeConfig, beats func(*store
 		cfg.Beats = beats(st)
 	}
 	n.node = hub.NewNode(st, n.hub, cfg)
+	n.node.InitTestSignals()
 	ctx, cancel := context.WithCancel(context.Background())
 	n.stop = cancel
 	go func() { n.done <- n.node.Run(ctx) }()
@@ -127,16 +127,13 @@ func TestRevocationClosesOnEveryNode(t *testing.T) {
 
 	_, err = store.New(n1.pool).APIKeyRevoke(context.Background(), key.ID)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { code, _ := conn.closed(); return code != 0 }, 2*time.Second, 10*time.Millisecond,
-		"revoking on node 1 closes the connection on node 2 within 2 s")
-	code, why := conn.closed()
+	code, why := conn.waitClosed(t, 2*time.Second, "revoking on node 1 closes the connection on node 2 within 2 s")
 	require.Equal(t, 1008, code)
 	require.Equal(t, "api key revoked", why)
 
 	_, err = store.New(n1.pool).ClientSetActive(context.Background(), "acme", false)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { code, _ := bystander.closed(); return code != 0 }, 2*time.Second, 10*time.Millisecond)
-	_, why = bystander.closed()
+	_, why = bystander.waitClosed(t, 2*time.Second, "deactivating the client closes its connections")
 	require.Equal(t, "client deactivated", why)
 }
 
@@ -213,19 +210,19 @@ func TestForgottenNodeRestoresItsLeases(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, tx.Commit(context.Background()))
 
-	require.Eventually(t, func() bool { code, _ := revoked.closed(); return code != 0 }, 2*time.Second, 10*time.Millisecond,
-		"the revocation made while the node was forgotten reaches its connection")
-	_, why := revoked.closed()
+	_, why := revoked.waitClosed(t, 2*time.Second, "the revocation made while the node was forgotten reaches its connection")
 	require.Equal(t, "api key revoked", why)
-	require.Eventually(t, func() bool { return slices.Contains(leaseIDs(t, n2.pool), "c1") }, 2*time.Second, 10*time.Millisecond,
-		"the connection is listed again")
+	// The beat that found the node forgotten rebuilt its leases before it
+	// looked for connections to close.
+	for n1.node.WaitLeasesSynced(t, 2*time.Second) == 0 { // the first beat's, before the connections
+	}
+	require.Contains(t, leaseIDs(t, n2.pool), "c1", "the connection is listed again")
 	_, err = n2.connect(t, key, "c3")
 	require.ErrorIs(t, err, store.ErrConnectionLimit, "the connection counts again")
 
 	_, err = store.New(n2.pool).APIKeyRevoke(context.Background(), key.ID)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { code, _ := conn.closed(); return code != 0 }, 2*time.Second, 10*time.Millisecond,
-		"a later revocation closes it within 2 s")
+	conn.waitClosed(t, 2*time.Second, "a later revocation closes it within 2 s")
 }
 
 // gatedSync holds the node's first LeaseSync until release is closed.
@@ -264,8 +261,9 @@ func TestLeaseAcquiredDuringSyncSurvives(t *testing.T) {
 	require.NoError(t, err)
 	g.releaseOnce()
 	<-g.done
-	require.Eventually(t, func() bool { return slices.Contains(leaseIDs(t, n.pool), "c1") }, 2*time.Second, 10*time.Millisecond,
-		"the lease the sync deleted is restored")
+	require.Zero(t, n.node.WaitLeasesSynced(t, time.Second), "the gated sync, from before the connection")
+	require.Equal(t, 1, n.node.WaitLeasesSynced(t, 2*time.Second), "the node noticed and synced again")
+	require.Contains(t, leaseIDs(t, n.pool), "c1", "the lease the sync deleted is restored")
 }
 
 // A node whose resync keeps failing still closes the connections the
@@ -294,9 +292,7 @@ func TestRevocationClosesWhileSyncFails(t *testing.T) {
 	require.NoError(t, err)
 	_, err = store.New(pool).APIKeyRevoke(ctx, key.ID)
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { code, _ := conn.closed(); return code != 0 }, 5*time.Second, 10*time.Millisecond,
-		"the revoked connection is closed though every sync fails")
-	code, why := conn.closed()
+	code, why := conn.waitClosed(t, 5*time.Second, "the revoked connection is closed though every sync fails")
 	require.Equal(t, 1008, code)
 	require.Equal(t, "api key revoked", why)
 	require.Contains(t, leaseIDs(t, pool), "stale", "no sync succeeded meanwhile")
