@@ -8,7 +8,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +25,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/hubdev/hub/api/apitest"
 	"github.com/hubdev/hub/hub"
 	"github.com/hubdev/hub/hub/hubtest"
 	"github.com/hubdev/hub/hub/wire"
@@ -132,19 +132,7 @@ func sendB(t *testing.T, c *websocket.Conn, frame string) {
 // requireClosedB reads the close frame and checks it.
 func requireClosedB(t *testing.T, c *websocket.Conn, code int, reason string) {
 	t.Helper()
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(waitB)))
-	for {
-		_, data, err := c.ReadMessage()
-		if err == nil {
-			require.Contains(t, string(data), `"msg_type":"heartbeat"`)
-			continue
-		}
-		var ce *websocket.CloseError
-		require.True(t, errors.As(err, &ce), "%v", err)
-		require.Equal(t, code, ce.Code)
-		require.Equal(t, reason, ce.Text)
-		return
-	}
+	apitest.RequireClosed(t, c, waitB, `"msg_type":"heartbeat"`, code, reason)
 }
 
 const invalidB = `{"errno":400,"msg_type":"error","errmsg":"invalid message"}`

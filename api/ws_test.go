@@ -3,7 +3,6 @@ package api_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/hubdev/hub/api"
+	"github.com/hubdev/hub/api/apitest"
 	"github.com/hubdev/hub/hub"
 	"github.com/hubdev/hub/hub/hubtest"
 	"github.com/hubdev/hub/store"
@@ -110,19 +110,7 @@ func requireError(t *testing.T, c *websocket.Conn, msg string) {
 // requireClosed reads until the close frame and checks it.
 func requireClosed(t *testing.T, c *websocket.Conn, code int, reason string) {
 	t.Helper()
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(frameWait)))
-	for {
-		_, data, err := c.ReadMessage()
-		if err == nil {
-			require.Contains(t, string(data), `"type":"heartbeat"`)
-			continue
-		}
-		var ce *websocket.CloseError
-		require.True(t, errors.As(err, &ce), "%v", err)
-		require.Equal(t, code, ce.Code)
-		require.Equal(t, reason, ce.Text)
-		return
-	}
+	apitest.RequireClosed(t, c, frameWait, `"type":"heartbeat"`, code, reason)
 }
 
 // requireOpen shows the connection still answers.

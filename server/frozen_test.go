@@ -84,19 +84,13 @@ func TestServeFrozenNodeKeepsItsConnections(t *testing.T) {
 	pool := storetest.Pool(t, u)
 	key := newTenant(t, pool, "acme", 1)
 	early := newTenant(t, pool, "beta", 1)
-	env := []string{"DATABASE_URL=" + u, "HUB_ADMIN_TOKEN=" + testAdminToken, "HUB_ADDR=127.0.0.1:0"}
-	a := startHub(t, bin, append(env, "HUB_NODE_ID=node-a")...)
-	b := startHub(t, bin, append(env, "HUB_NODE_ID=node-b")...)
-	urlA := a.stdout.waitLine(t, "listening on", a.exited)
-	urlB := b.stdout.waitLine(t, "listening on", b.exited)
-	waitOK(t, urlA+"/readyz")
-	waitOK(t, urlB+"/readyz")
-	ws := func(u string) string { return "ws" + u[len("http"):] + "/ws/subscribe" }
-	onA := dialA(t, websocket.DefaultDialer, ws(urlA))
+	nodes := startNodes(t, bin, u, "node-a", "node-b")
+	a, b := nodes[0], nodes[1]
+	onA := dialA(t, websocket.DefaultDialer, a.wsURL())
 	onA.subscribe(key, []string{"orders"}, "")
-	earlyOnA := dialA(t, websocket.DefaultDialer, ws(urlA))
+	earlyOnA := dialA(t, websocket.DefaultDialer, a.wsURL())
 	earlyOnA.subscribe(early, []string{"orders"}, "")
-	require.True(t, listedOn(t, urlB, "node-a", "acme"))
+	require.True(t, listedOn(t, b.url, "node-a", "acme"))
 
 	require.NoError(t, a.cmd.Process.Signal(syscall.SIGSTOP))
 	t.Cleanup(func() { _ = a.cmd.Process.Signal(syscall.SIGCONT) })
@@ -112,21 +106,21 @@ func TestServeFrozenNodeKeepsItsConnections(t *testing.T) {
 		require.NoError(t, pool.QueryRow(context.Background(), `SELECT count(*) FROM hub.nodes WHERE node = 'node-a'`).Scan(&n))
 		return n == 0
 	}, 10*time.Second, 20*time.Millisecond, "node B's heartbeat forgets node A")
-	status, _ := admin(t, http.MethodDelete, fmt.Sprintf("%s/admin/keys/%d", urlB, keyID(t, pool, "beta")))
+	status, _ := admin(t, http.MethodDelete, fmt.Sprintf("%s/admin/keys/%d", b.url, keyID(t, pool, "beta")))
 	require.Equal(t, http.StatusNoContent, status)
 
 	require.NoError(t, a.cmd.Process.Signal(syscall.SIGCONT))
 	resumed := time.Now()
 	requireClosed(t, earlyOnA, "api key revoked", 5*time.Second)
-	require.Eventually(t, func() bool { return listedOn(t, urlB, "node-a", "acme") }, 5*time.Second, 20*time.Millisecond,
+	require.Eventually(t, func() bool { return listedOn(t, b.url, "node-a", "acme") }, 5*time.Second, 20*time.Millisecond,
 		"the resumed node's connection is listed again")
 	t.Logf("listed again %s after the resume", time.Since(resumed).Round(time.Millisecond))
-	refused := dialA(t, websocket.DefaultDialer, ws(urlB))
+	refused := dialA(t, websocket.DefaultDialer, b.wsURL())
 	require.NoError(t, refused.ws.WriteJSON(map[string]any{"type": "subscribe", "apiKey": key}))
 	require.Equal(t, frameA{Type: "error", Message: "Connection limit exceeded"}, refused.read(10*time.Second),
 		"the resumed node's connection counts again")
 
-	status, _ = admin(t, http.MethodDelete, fmt.Sprintf("%s/admin/keys/%d", urlB, keyID(t, pool, "acme")))
+	status, _ = admin(t, http.MethodDelete, fmt.Sprintf("%s/admin/keys/%d", b.url, keyID(t, pool, "acme")))
 	require.Equal(t, http.StatusNoContent, status)
 	requireClosed(t, onA, "api key revoked", 2*time.Second)
 	b.stop(t)

@@ -25,18 +25,12 @@ func TestServeNodeKilledClientMovesToOtherNode(t *testing.T) {
 	u := storetest.NewDB(t)
 	pool := storetest.Pool(t, u)
 	key := newTenant(t, pool, "acme", 1)
-	env := []string{"DATABASE_URL=" + u, "HUB_ADMIN_TOKEN=" + testAdminToken, "HUB_ADDR=127.0.0.1:0"}
-	a := startHub(t, bin, append(env, "HUB_NODE_ID=node-a")...)
-	b := startHub(t, bin, append(env, "HUB_NODE_ID=node-b")...)
-	urlA := a.stdout.waitLine(t, "listening on", a.exited)
-	urlB := b.stdout.waitLine(t, "listening on", b.exited)
-	waitOK(t, urlA+"/readyz")
-	waitOK(t, urlB+"/readyz")
-	ws := func(u string) string { return "ws" + u[len("http"):] + "/ws/subscribe" }
+	nodes := startNodes(t, bin, u, "node-a", "node-b")
+	a, b := nodes[0], nodes[1]
 
-	onA := dialA(t, websocket.DefaultDialer, ws(urlA))
+	onA := dialA(t, websocket.DefaultDialer, a.wsURL())
 	onA.subscribe(key, []string{"orders"}, "")
-	refused := dialA(t, websocket.DefaultDialer, ws(urlB))
+	refused := dialA(t, websocket.DefaultDialer, b.wsURL())
 	require.NoError(t, refused.ws.WriteJSON(map[string]any{"type": "subscribe", "apiKey": key}))
 	require.Equal(t, frameA{Type: "error", Message: "Connection limit exceeded"}, refused.read(10*time.Second),
 		"the limit counts across nodes")
@@ -88,7 +82,7 @@ func TestServeNodeKilledClientMovesToOtherNode(t *testing.T) {
 	var onB *clientA
 	for onB == nil {
 		require.Less(t, time.Since(killed), 15*time.Second, "a crashed node's lease still counts after 15s")
-		c := dialA(t, websocket.DefaultDialer, ws(urlB))
+		c := dialA(t, websocket.DefaultDialer, b.wsURL())
 		require.NoError(t, c.ws.WriteJSON(map[string]any{"type": "subscribe", "apiKey": key, "channels": []string{"orders"}, "since": got[len(got)-1].ID}))
 		f := c.read(10 * time.Second)
 		switch {
