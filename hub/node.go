@@ -79,6 +79,9 @@ type Node struct {
 	// zero before the first.
 	row time.Time
 
+	started chan struct{} // see Started
+	synced  sync.Once
+
 	testSignals nodeTestSignals
 }
 
@@ -94,7 +97,7 @@ func NewNode(s LeaseStore, h *Hub, cfg NodeConfig) *Node {
 	if beats == nil {
 		beats = s
 	}
-	return &Node{store: s, beats: beats, hub: h, cfg: cfg, leases: map[string]store.LeaseAcquireParams{}}
+	return &Node{store: s, beats: beats, hub: h, cfg: cfg, leases: map[string]store.LeaseAcquireParams{}, started: make(chan struct{})}
 }
 
 // ID is the node's ID.
@@ -218,7 +221,15 @@ func (n *Node) beat(ctx context.Context) {
 	n.observeRow(row)
 	n.sync(bctx)
 	n.closeListed(ctx)
+	n.synced.Do(func() { close(n.started) })
 }
+
+// Started is closed once the node has heartbeaten and written its leases
+// for the first time. A lease taken before may be undone by that first
+// write for up to a beat (the node notices and writes it again), so a
+// server, or a test, that counts on exact limits from its first
+// connection waits for it.
+func (n *Node) Started() <-chan struct{} { return n.started }
 
 // closeListed closes the connections the cluster wants closed. It runs
 // whether or not the resync succeeded, with a deadline of its own: a

@@ -35,7 +35,8 @@ type Options struct {
 }
 
 // Start runs a hub on a fresh database and returns once its reader
-// listens and it knows the attached channels.
+// listens, it knows the attached channels, and its node has written its
+// leases once.
 func Start(t testing.TB, o Options) *Env {
 	t.Helper()
 	ctx := context.Background()
@@ -69,6 +70,13 @@ func Start(t testing.TB, o Options) *Env {
 	case <-listening:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the reader did not start listening")
+	}
+	// A lease taken before the node's first lease write may be undone by it
+	// for a beat: tests count leases exactly from the first connection.
+	select {
+	case <-e.Node.Started():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the node did not start")
 	}
 	return e
 }
