@@ -35,7 +35,8 @@ const (
 	// connection stays open (SPEC §4.1).
 	refusedChannel
 	// refusedRequest: a request the client may correct (invalid since,
-	// apiKey cannot change). A protocol A connection stays open.
+	// apiKey cannot change, snapshot with since, snapshot too large). A
+	// protocol A connection stays open.
 	refusedRequest
 	// refusedUnavailable: the database failed; the client may try again
 	// later (close 1013).
@@ -192,6 +193,8 @@ type subRequest struct {
 	// every channel.
 	channels    []string
 	channelList string
+	// snapshot asks for the current rows first (SPEC §10).
+	snapshot bool
 	// reply is the frame confirming the subscription, queued before any
 	// event it brings.
 	reply func(admitted) []byte
@@ -211,7 +214,13 @@ type admitted struct {
 	channels  []string // resolved; every attached one with all
 	all       bool
 	since     *store.Position
+	snapshot  bool
 	recovered bool // since could be honoured; true without since
+}
+
+// subscribed describes the grant to the client as subscription id.
+func (a admitted) subscribed(id int) wire.Subscribed {
+	return wire.Subscribed{ID: id, Channels: a.channels, Resumed: a.since != nil, Recovered: a.recovered, Snapshot: a.snapshot}
 }
 
 // admit runs the checks in the order of SPEC §4 step 7, takes the lease
@@ -231,6 +240,12 @@ func (a *admission) admit(ctx context.Context, r admitRequest) (admitted, *refus
 	if out.since, ref = parseSince(r.since); ref != nil {
 		return out, ref
 	}
+	if r.sub != nil && r.sub.snapshot {
+		if out.since != nil {
+			return out, refuse(refusedRequest, wire.MsgSnapshotWithSince)
+		}
+		out.snapshot = true
+	}
 	out.lease = r.held
 	if out.lease == nil {
 		if out.lease, ref = a.acquire(ctx, r.conn, auth, out.channels); ref != nil {
@@ -244,7 +259,7 @@ func (a *admission) admit(ctx context.Context, r admitRequest) (admitted, *refus
 		return out, nil
 	}
 	sub := hub.Subscription{
-		Client: auth.client, Channels: out.channels, All: out.all, Since: out.since,
+		Client: auth.client, Channels: out.channels, All: out.all, Since: out.since, Snapshot: out.snapshot,
 		Reply: func(recovered bool) []byte {
 			grant := out
 			grant.recovered = recovered
@@ -365,6 +380,8 @@ func (l *lease) subscribe(ctx context.Context, sess *hub.Session, sub hub.Subscr
 	switch {
 	case errors.Is(err, hub.ErrUnknownChannel):
 		return false, unknownChannel(strings.TrimPrefix(err.Error(), hub.ErrUnknownChannel.Error()+": "))
+	case errors.Is(err, hub.ErrSnapshotTooLarge):
+		return false, refuse(refusedRequest, wire.MsgSnapshotTooLarge)
 	case err != nil:
 		return false, unavailable(err)
 	}

@@ -309,13 +309,25 @@ func TestDashboardBrowser(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, pageState{State: "idle"}, st, "the page ignores ?key=")
 
+	// Rows written before the page opens are on its boards at once: it
+	// subscribes with a snapshot (SPEC §10); another client's are not.
+	early := b.orderID(t, `INSERT INTO orders (client, account_id, exchange, order_status) VALUES ('acme', 'early', 'betfair', 'OPEN') RETURNING order_id`)
+	otherEarly := b.orderID(t, `INSERT INTO orders (client, account_id, exchange, order_status) VALUES ('other', 'X', 'betfair', 'OPEN') RETURNING order_id`)
+	b.exec(t, `INSERT INTO accounts (account_id, client, venue, balance, currency) VALUES ('early-acct', 'acme', 'betfair', 250, 'GBP')`)
+
 	// Under connect-src 'self' (no ws: or wss:), the page subscribes:
 	// Chromium lets 'self' match ws: to the page's host and port, as CSP
 	// Level 3 says.
 	do(t, browser, "load the page and subscribe",
 		chromedp.Navigate(b.url+"/#key="+key+"&admin="+dashAdminToken),
 		chromedp.WaitVisible(chromedp.CSS(`#state[data-state="subscribed"]`)),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`#board-orders tr[data-key="%d"][data-op="SNAPSHOT"]`, early))),
+		chromedp.WaitVisible(chromedp.CSS(`#board-accounts tr[data-key="early-acct"][data-op="SNAPSHOT"]`)),
 	)
+	require.Contains(t, text(t, browser, fmt.Sprintf(`#board-orders tr[data-key="%d"]`, early)), "OPEN")
+	shown, err := chromedp.Run(browser, chromedp.Evaluate[int](fmt.Sprintf(`document.querySelectorAll('#board-orders tr[data-key="%d"]').length`, otherEarly)))
+	require.NoError(t, err)
+	require.Zero(t, shown, "another client's row is not in the snapshot")
 	loc, err := chromedp.Run(browser, chromedp.Location())
 	require.NoError(t, err)
 	require.NotContains(t, loc, key, "the key leaves the address bar")

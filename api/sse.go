@@ -133,6 +133,7 @@ type sseRequest struct {
 	// once the key is known to be good (see channelNames).
 	channelList string
 	since       string // Last-Event-ID, else since; "" when neither
+	snapshot    bool   // snapshot=true, unless Last-Event-ID resumes
 	// A refusal found while reading the request: the error event's code
 	// and message; code 0 when there is none.
 	code int
@@ -155,15 +156,18 @@ func readSSERequest(r *http.Request, maxBytes int) sseRequest {
 		if body, out.code, out.msg, ok = readSSEBody(r.Body, maxBytes); !ok {
 			return out
 		}
-		out.channels, out.since = body.Channels, body.Since
+		out.channels, out.since, out.snapshot = body.Channels, body.Since, body.Snapshot
 	} else {
 		out.channelList = strings.Join(q["channels"], ",")
 		out.since = q.Get("since")
+		out.snapshot = q.Get("snapshot") == "true"
 	}
 	// EventSource reconnects to the same URL with Last-Event-ID: the
-	// position it saw last wins over the since it started from (SPEC §7).
+	// position it saw last wins over the since it started from (SPEC §7),
+	// and over a snapshot, which it has (only snapshot_end and broadcasts
+	// carry ids).
 	if id := strings.TrimSpace(r.Header.Get("Last-Event-ID")); id != "" {
-		out.since = id
+		out.since, out.snapshot = id, false
 	}
 	// The key may come in Authorization (Bearer or bare, as SPEC §4.4),
 	// X-API-Key, the apiKey query parameter (EventSource sets no headers)
@@ -300,9 +304,8 @@ func (st *sseStream) subscribe(req sseRequest) {
 	ad, ref := st.s.adm.admit(st.r.Context(), admitRequest{
 		conn: connInfo{id: st.id, remote: st.r.RemoteAddr, protocol: hub.ProtocolSSE},
 		key:  req.key, since: req.since,
-		sub: &subRequest{sess: st.sess, channels: req.channels, channelList: req.channelList, reply: func(ad admitted) []byte {
-			return wire.AppendSSEConnected(nil, st.s.nodeID, wire.Subscribed{ID: 1, Channels: ad.channels, Resumed: ad.since != nil, Recovered: ad.recovered})
-		}},
+		sub: &subRequest{sess: st.sess, channels: req.channels, channelList: req.channelList, snapshot: req.snapshot,
+			reply: func(ad admitted) []byte { return wire.AppendSSEConnected(nil, st.s.nodeID, ad.subscribed(1)) }},
 	})
 	if ref == nil {
 		st.lease = ad.lease

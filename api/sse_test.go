@@ -652,3 +652,44 @@ func FuzzSSERequest(f *testing.F) {
 		require.Equal(t, canon, req.key.key)
 	})
 }
+
+// TestSSESnapshot: snapshot=true sends the rows as snapshot events (no id),
+// then snapshot_end with the seam as its id; a reconnect with
+// Last-Event-ID resumes from it instead of taking a new snapshot.
+func TestSSESnapshot(t *testing.T) {
+	t.Parallel()
+	b := setupSSE(t, 0)
+	b.exec(t, `INSERT INTO orders (client, account_id) VALUES ('acme', 'A1'), ('other', 'O1')`)
+	q := url.Values{"channels": {"orders"}, "snapshot": {"true"}}
+	c := b.get(t, q, keyHeader(b.key))
+	connected := c.next(t)
+	require.Equal(t, "connected", connected.event)
+	require.Contains(t, connected.data, `"snapshot":true`)
+	row := c.next(t)
+	require.Equal(t, "snapshot", row.event)
+	require.Empty(t, row.id)
+	var rowData struct {
+		Channel string
+		Payload map[string]any
+	}
+	require.NoError(t, json.Unmarshal([]byte(row.data), &rowData))
+	require.Equal(t, "orders", rowData.Channel)
+	require.Equal(t, "A1", rowData.Payload["accountId"], "acme's row, not other's")
+	end := c.next(t)
+	require.Equal(t, "snapshot_end", end.event)
+	require.NotEmpty(t, end.id)
+	require.Equal(t, `{"id":"`+end.id+`"}`, end.data)
+
+	b.exec(t, `UPDATE orders SET order_status = 'filled' WHERE account_id = 'A1'`)
+	pos, data := b.lastEvent(t, "orders")
+	e := c.broadcast(t)
+	require.Equal(t, pos, e.id)
+	require.Equal(t, data, e.data)
+
+	again := b.get(t, q, http.Header{"X-Api-Key": {b.key}, "Last-Event-Id": {end.id}})
+	require.Equal(t, "connected", again.next(t).event)
+	require.Equal(t, pos, again.broadcast(t).id, "resumed after snapshot_end, with no second snapshot")
+
+	both := b.get(t, url.Values{"snapshot": {"true"}, "since": {end.id}}, keyHeader(b.key))
+	both.requireError(t, "snapshot and since are exclusive", wire.ClosePolicy)
+}

@@ -219,8 +219,8 @@ func (c *wsConn) subscribe(req wire.Request) {
 		// Holding a lease, the connection counts toward its key's limit
 		// instead (SPEC §3).
 		leased: c.authenticated,
-		sub: &subRequest{sess: c.sess, channels: req.Channels, reply: func(ad admitted) []byte {
-			return wire.AppendSubscribedA(nil, wire.Subscribed{ID: id, Channels: ad.channels, Resumed: ad.since != nil, Recovered: ad.recovered})
+		sub: &subRequest{sess: c.sess, channels: req.Channels, snapshot: req.Snapshot, reply: func(ad admitted) []byte {
+			return wire.AppendSubscribedA(nil, ad.subscribed(id))
 		}},
 	})
 	if ref != nil {

@@ -21,6 +21,11 @@ type Log interface {
 	Horizon(ctx context.Context) (store.Position, error)
 	EventNewest(ctx context.Context) (store.Position, error)
 	ChannelList(ctx context.Context) ([]string, error)
+	// The snapshots of SPEC §10 (see snapshot.go).
+	SnapshotBegin(ctx context.Context, channels []string) (*store.Snapshot, error)
+	SnapshotSettle(ctx context.Context, xid uint64) error
+	SnapshotSeam(ctx context.Context, sn *store.Snapshot, channels []string) (store.Position, error)
+	SnapshotUnseen(ctx context.Context, sn *store.Snapshot, channels []string, after, seam store.Position, limit int) ([]store.Event, error)
 }
 
 // Config configures a Hub.
@@ -39,7 +44,14 @@ type Config struct {
 	// ChannelRefresh bounds how late an attach or detach is seen when its
 	// notification was lost (default 5s).
 	ChannelRefresh time.Duration
-	Logger         *slog.Logger
+	// SnapshotMaxRows refuses a snapshot of more rows
+	// (HUB_SNAPSHOT_MAX_ROWS, default 100,000).
+	SnapshotMaxRows int
+	// MaxSnapshots bounds the snapshots sending rows at once on this node
+	// (default 2); each holds a database connection meanwhile, so keep it
+	// well below the pool's size. Others wait for a place.
+	MaxSnapshots int
+	Logger       *slog.Logger
 }
 
 func (c Config) withDefaults() Config {
@@ -48,6 +60,8 @@ func (c Config) withDefaults() Config {
 	c.PageSize = cmp.Or(c.PageSize, 1000)
 	c.PageBytes = cmp.Or(c.PageBytes, 4<<20)
 	c.ChannelRefresh = cmp.Or(c.ChannelRefresh, 5*time.Second)
+	c.SnapshotMaxRows = cmp.Or(c.SnapshotMaxRows, 100_000)
+	c.MaxSnapshots = cmp.Or(c.MaxSnapshots, 2)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -67,7 +81,9 @@ type Hub struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup // catch-up goroutines
 	refresh chan struct{}
-	metrics metrics
+	// snapshots holds a place per snapshot sending rows (MaxSnapshots).
+	snapshots chan struct{}
+	metrics   metrics
 	// transports counts connections whose transport has not called Gone:
 	// a closed session may still be flushing its close frame.
 	transports atomic.Int64
@@ -95,6 +111,7 @@ func New(log Log, start store.Position, cfg Config) *Hub {
 		idx:      newIndex(),
 		pos:      start,
 	}
+	h.snapshots = make(chan struct{}, h.cfg.MaxSnapshots)
 	h.channels.Store(&map[string]bool{})
 	return h
 }

@@ -34,19 +34,27 @@ type Subscription struct {
 	Match func(*store.Event) bool
 	// Since asks for every event after this position first (SPEC §4.3).
 	Since *store.Position
+	// Snapshot asks for the current rows first, then every change they
+	// do not show (SPEC §10); not with Since.
+	Snapshot bool
 	// Reply is the frame confirming the subscription; it is queued before
 	// any event the subscription brings. recovered tells whether Since
 	// could be honoured.
 	Reply func(recovered bool) []byte
 }
 
-// entry is a frame waiting in a session's queue: an event, or a control
-// frame (replies, heartbeats).
+// entry is a frame waiting in a session's queue: an event, a snapshot's
+// row, or a control frame (replies, heartbeats). Events and rows count
+// toward the queue's bound and the session's lag; control frames do not.
 type entry struct {
 	msg     *message
+	row     []byte // a snapshot row's frame
 	control []byte
-	since   time.Time // when the event began to wait for this session
+	since   time.Time // when the event or row began to wait for this session
 }
+
+// counted reports whether e counts toward the queue's bound and the lag.
+func (e *entry) counted() bool { return e.msg != nil || e.row != nil }
 
 // Session is one connection's delivery state: its subscription, its
 // bounded queue, and its place in the log. Deliveries come either live
@@ -200,7 +208,7 @@ func (s *Session) push(e entry) {
 		s.queue, s.head = s.queue[:n], 0
 	}
 	s.queue = append(s.queue, e)
-	if e.msg != nil {
+	if e.counted() {
 		s.events++
 	}
 }
@@ -216,13 +224,17 @@ func (s *Session) pump() {
 		s.head++
 		s.credits--
 		var f flight
-		if e.msg != nil {
+		switch {
+		case e.msg != nil:
 			s.events--
 			f = flight{pos: e.msg.event.Pos, since: e.since}
 			s.handed = f.pos
 			s.hub.metrics.deliveries[s.proto].Add(1)
 			out = append(out, e.msg.frame(s.proto))
-		} else {
+		case e.row != nil:
+			s.events-- // no position, and no delivery of an event
+			out = append(out, e.row)
+		default:
 			out = append(out, e.control)
 		}
 		if len(s.inflight) == cap(s.inflight) && s.inHead > 0 {
@@ -310,7 +322,7 @@ func (s *Session) flush() {
 // with s.mu held.
 func (s *Session) lag(now time.Time, hubPos store.Position, waitAfter func(store.Position) time.Time) time.Duration {
 	for i := s.head; i < len(s.queue); i++ {
-		if s.queue[i].msg != nil {
+		if s.queue[i].counted() {
 			return now.Sub(s.queue[i].since)
 		}
 	}
@@ -385,11 +397,20 @@ func (s *Session) Subscribe(ctx context.Context, sub Subscription) (recovered bo
 			return false, err
 		}
 	}
+	var snap *snapshotRun
+	if sub.Snapshot {
+		if snap, err = h.beginSnapshot(ctx, s.proto, sub); err != nil {
+			return false, err
+		}
+	}
+	var orphan *snapshotRun
+	defer func() { orphan.abandon() }() // after the locks: it talks to the database
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		orphan = snap
 		return recovered, nil
 	}
 	fresh := s.sub == nil
@@ -401,6 +422,11 @@ func (s *Session) Subscribe(ctx context.Context, sub Subscription) (recovered bo
 		s.push(entry{control: sub.Reply(recovered)})
 	}
 	switch {
+	case snap != nil:
+		s.gen++
+		s.cursor, s.handed, s.subAt, s.live = snap.start(), snap.start(), time.Now(), false
+		s.dropEvents()
+		h.startSnapshot(s, s.gen, snap)
 	case sub.Since != nil && recovered:
 		s.gen++
 		s.cursor, s.handed, s.subAt, s.live = *sub.Since, *sub.Since, time.Now(), false
@@ -436,7 +462,7 @@ func (s *Session) dropEvents() {
 	}
 	kept := s.queue[:0]
 	for _, e := range s.queue[s.head:] {
-		if e.msg == nil {
+		if !e.counted() {
 			kept = append(kept, e)
 		}
 	}

@@ -25,6 +25,7 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	EOSparkHeartbeat  time.Duration
 	SendBuffer        int
+	SnapshotMaxRows   int
 	MaxMessageBytes   int
 	MaxLag            time.Duration
 	WriteTimeout      time.Duration
@@ -68,6 +69,7 @@ var options = []option{
 	{"HUB_HEARTBEAT_INTERVAL", "60s", "protocol A heartbeat interval", durationVar(func(c *Config) *time.Duration { return &c.HeartbeatInterval })},
 	{"HUB_EOSPARK_HEARTBEAT", "10s", "protocol B heartbeat interval", durationVar(func(c *Config) *time.Duration { return &c.EOSparkHeartbeat })},
 	{"HUB_SEND_BUFFER", "1024", "messages buffered per session", intVar(func(c *Config) *int { return &c.SendBuffer }, 1, 1<<20)},
+	{"HUB_SNAPSHOT_MAX_ROWS", "100000", "rows a snapshot subscription may hold; more are refused", intVar(func(c *Config) *int { return &c.SnapshotMaxRows }, 1, 100_000_000)},
 	{"HUB_MAX_MESSAGE_BYTES", "65536", "largest inbound WebSocket frame", intVar(func(c *Config) *int { return &c.MaxMessageBytes }, 1024, 64<<20)},
 	{"HUB_MAX_LAG", "30s", "how long an event may wait for a session before it is a slow consumer", durationVar(func(c *Config) *time.Duration { return &c.MaxLag })},
 	{"HUB_WRITE_TIMEOUT", "10s", "a socket write blocked this long drops the connection", durationVar(func(c *Config) *time.Duration { return &c.WriteTimeout })},

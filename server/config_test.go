@@ -27,6 +27,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		HeartbeatInterval: 60 * time.Second,
 		EOSparkHeartbeat:  10 * time.Second,
 		SendBuffer:        1024,
+		SnapshotMaxRows:   100000,
 		MaxMessageBytes:   65536,
 		MaxLag:            30 * time.Second,
 		WriteTimeout:      10 * time.Second,

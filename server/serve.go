@@ -54,7 +54,12 @@ func serve(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) 
 	if err != nil {
 		return err
 	}
-	h := hub.New(db.store, start, hub.Config{SendBuffer: cfg.SendBuffer, MaxLag: cfg.MaxLag, Logger: log})
+	h := hub.New(db.store, start, hub.Config{
+		SendBuffer: cfg.SendBuffer, MaxLag: cfg.MaxLag, SnapshotMaxRows: cfg.SnapshotMaxRows,
+		// A snapshot holds a connection while its rows go out: half the
+		// pool at most, so that subscribes and catch-ups keep the rest.
+		MaxSnapshots: max(int(db.pool.Config().MaxConns)/2, 1), Logger: log,
+	})
 	if err := h.LoadChannels(ctx); err != nil {
 		return err
 	}

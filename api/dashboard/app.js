@@ -23,7 +23,10 @@ const $ = (sel) => document.querySelector(sel);
 const conn = {
   key: "",
   ws: null,
-  lastId: "", // position of the last broadcast shown; the next subscribe's since
+  // lastId is where the boards stand: snapshot_end's id, then each
+  // broadcast's; the next subscribe's since. "" takes a snapshot instead.
+  lastId: "",
+  inSnapshot: false, // between subscribed and snapshot_end: ids are no resume points
   attempt: 0, // reconnects since the last successful subscribe
   retryTimer: 0,
   pingTimer: 0,
@@ -67,9 +70,7 @@ function connect() {
   }
   conn.ws = ws;
   ws.onopen = () => {
-    const frame = { type: "subscribe", apiKey: conn.key };
-    if (conn.lastId) frame.since = conn.lastId;
-    ws.send(JSON.stringify(frame));
+    subscribe(ws);
   };
   ws.onmessage = (ev) => {
     if (ws !== conn.ws) return;
@@ -100,6 +101,19 @@ function connect() {
   };
   // An error is always followed by close, which decides what to do.
   ws.onerror = () => {};
+}
+
+// subscribe resumes after the last event shown, or fills the boards from
+// a snapshot of the current rows (SPEC §10) when there is none.
+function subscribe(ws) {
+  const frame = { type: "subscribe", apiKey: conn.key };
+  if (conn.lastId) frame.since = conn.lastId;
+  else frame.snapshot = true;
+  ws.send(JSON.stringify(frame));
+}
+
+function clearBoards() {
+  for (const table of ["#board-orders", "#board-scores", "#board-accounts"]) $(`${table} tbody`).replaceChildren();
 }
 
 function scheduleReconnect(why, soon) {
@@ -148,7 +162,16 @@ function onFrame(msg) {
       const resumed = conn.lastId ? ` · resumed after ${conn.lastId}` : "";
       notice(`subscription ${msg.subscriptionId}: ${(msg.channels || []).join(", ")}${resumed}`);
       if (msg.recovered === false) {
-        notice("the log no longer reaches back to the last event shown: the boards may miss changes");
+        // The log no longer reaches back to the boards' state: take them
+        // afresh from a snapshot (the new subscribe replaces this one).
+        notice("the log no longer reaches back to the last event shown: reloading the boards");
+        conn.lastId = "";
+        subscribe(conn.ws);
+        break;
+      }
+      if (msg.snapshot) {
+        conn.inSnapshot = true;
+        clearBoards();
       }
       for (const ch of msg.channels || []) addFilter(ch);
       startPing();
@@ -156,6 +179,14 @@ function onFrame(msg) {
       conn.ws.send('{"type":"ping"}');
       break;
     }
+    case "snapshot":
+      onRow(msg.channel, msg.payload, { event: "SNAPSHOT", payload: msg.payload });
+      break;
+    case "snapshot_end":
+      conn.inSnapshot = false;
+      conn.lastId = msg.id;
+      $("#last-id").textContent = msg.id;
+      break;
     case "broadcast":
       onBroadcast(msg);
       break;
@@ -191,7 +222,7 @@ function age(msg, now) {
 }
 
 function onBroadcast(msg) {
-  conn.lastId = msg.id;
+  if (!conn.inSnapshot) conn.lastId = msg.id;
   received++;
   $("#count").textContent = String(received);
   $("#last-id").textContent = msg.id;
@@ -207,18 +238,24 @@ function onBroadcast(msg) {
   const btn = document.querySelector(`#filters button[data-channel="${CSS.escape(msg.channel)}"]`);
   if (btn) btn.dataset.count = String(channelCounts.get(msg.channel));
   streamRow(msg);
-  switch (msg.channel) {
+  onRow(msg.channel, msg.payload, msg);
+}
+
+// onRow puts a row's current state on its board: a snapshot's row, or a
+// change (msg, with its old values).
+function onRow(channel, p, msg) {
+  switch (channel) {
     case "orders":
-      boardRow("#board-orders", msg.payload.orderId, msg, orderCells);
+      boardRow("#board-orders", p.orderId, msg, orderCells);
       break;
     case "scores":
-      boardRow("#board-scores", msg.payload.fixtureId, msg, scoreCells);
+      boardRow("#board-scores", p.fixtureId, msg, scoreCells);
       break;
     case "accounts":
-      boardRow("#board-accounts", msg.payload.accountId, msg, accountCells);
+      boardRow("#board-accounts", p.accountId, msg, accountCells);
       break;
     case "emergency":
-      showEmergency(msg.payload);
+      showEmergency(p);
       break;
   }
 }
@@ -369,9 +406,11 @@ function boardRow(table, key, msg, cells) {
     }
     tr.append(td);
   }
-  tr.classList.remove("flash");
-  void tr.offsetWidth; // restart the animation
-  tr.classList.add("flash");
+  if (msg.event !== "SNAPSHOT") {
+    tr.classList.remove("flash");
+    void tr.offsetWidth; // restart the animation
+    tr.classList.add("flash");
+  }
   tr.dataset.op = msg.event;
   if (isNew) {
     tbody.prepend(tr);

@@ -26,6 +26,9 @@ type Request struct {
 	// Since as sent, not yet parsed; "" when omitted, null or "" (SPEC
 	// §4 step 3).
 	Since string
+	// Snapshot asks for the current rows first (SPEC §10); false when
+	// omitted or null.
+	Snapshot bool
 }
 
 // requestJSON has pointers so that null is told apart from a value and a
@@ -35,6 +38,7 @@ type requestJSON struct {
 	APIKey   *string   `json:"apiKey"`
 	Channels []*string `json:"channels"`
 	Since    *string   `json:"since"`
+	Snapshot *bool     `json:"snapshot"`
 }
 
 var errUnknownType = errors.New("missing or unknown type")
@@ -77,6 +81,7 @@ func (in *requestJSON) request(typ string) (Request, error) {
 	if in.Since != nil {
 		r.Since = *in.Since
 	}
+	r.Snapshot = in.Snapshot != nil && *in.Snapshot
 	if len(in.Channels) > 0 {
 		r.Channels = make([]string, len(in.Channels))
 		for i, c := range in.Channels {
@@ -98,6 +103,8 @@ type Subscribed struct {
 	// every event after that point and the client must refetch state.
 	Resumed   bool
 	Recovered bool
+	// Snapshot: the current rows come first (SPEC §10).
+	Snapshot bool
 }
 
 // AppendBroadcastA appends the protocol A frame of e (SPEC §4 step 4):
@@ -137,7 +144,28 @@ func appendSubscribed(dst []byte, s Subscribed) []byte {
 		dst = append(dst, `,"recovered":`...)
 		dst = appendBool(dst, s.Recovered)
 	}
+	if s.Snapshot {
+		dst = append(dst, `,"snapshot":true`...)
+	}
 	return dst
+}
+
+// AppendSnapshotA appends one current row of a snapshot (SPEC §10):
+// {"type":"snapshot","channel":…,"payload":…}.
+func AppendSnapshotA(dst []byte, channel string, payload []byte) []byte {
+	dst = append(dst, `{"type":"snapshot","channel":`...)
+	dst = appendString(dst, channel)
+	dst = append(dst, `,"payload":`...)
+	dst = appendRaw(dst, payload)
+	return append(dst, '}')
+}
+
+// AppendSnapshotEndA appends {"type":"snapshot_end","id":…}: the rows are
+// all sent, and pos is where the changes continue.
+func AppendSnapshotEndA(dst []byte, pos string) []byte {
+	dst = append(dst, `{"type":"snapshot_end","id":`...)
+	dst = appendString(dst, pos)
+	return append(dst, '}')
 }
 
 // AppendUnsubscribedA appends {"type":"unsubscribed","subscriptionId":id}.

@@ -25,6 +25,27 @@ func AppendSSEBroadcast(dst []byte, e Event) []byte {
 	return append(dst, "}\n\n"...)
 }
 
+// AppendSSESnapshot appends one current row of a snapshot (SPEC §10):
+// event snapshot, data {"channel":…,"payload":…}, with no id: a snapshot
+// row is no resume point.
+func AppendSSESnapshot(dst []byte, channel string, payload []byte) []byte {
+	dst = append(dst, "event: snapshot\ndata: {\"channel\":"...)
+	dst = appendString(dst, channel)
+	dst = append(dst, `,"payload":`...)
+	dst = appendSSERaw(dst, payload)
+	return append(dst, "}\n\n"...)
+}
+
+// AppendSSESnapshotEnd appends the snapshot_end event, with pos as its id
+// (EventSource resumes from it) and in its data {"id":…}.
+func AppendSSESnapshotEnd(dst []byte, pos string) []byte {
+	dst = append(dst, "id: "...)
+	dst = appendSSELine(dst, pos)
+	dst = append(dst, "\nevent: snapshot_end\ndata: {\"id\":"...)
+	dst = appendString(dst, pos)
+	return append(dst, "}\n\n"...)
+}
+
 // AppendSSEConnected appends the connected event:
 // data {"node_id":…,"subscriptionId":…,"channels":[…]}, with "recovered"
 // when s.Resumed.
