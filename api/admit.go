@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -195,6 +196,9 @@ type subRequest struct {
 	channelList string
 	// snapshot asks for the current rows first (SPEC §10).
 	snapshot bool
+	// filter is the row filter as sent (SPEC §10), parsed after the
+	// channels are known.
+	filter json.RawMessage
 	// reply is the frame confirming the subscription, queued before any
 	// event it brings.
 	reply func(admitted) []byte
@@ -213,6 +217,7 @@ type admitted struct {
 	lease     *lease
 	channels  []string // resolved; every attached one with all
 	all       bool
+	filter    wire.Filter
 	since     *store.Position
 	snapshot  bool
 	recovered bool // since could be honoured; true without since
@@ -234,6 +239,9 @@ func (a *admission) admit(ctx context.Context, r admitRequest) (admitted, *refus
 	}
 	if r.sub != nil {
 		if out.channels, out.all, ref = a.resolve(r.sub); ref != nil {
+			return out, ref
+		}
+		if out.filter, ref = a.resolveFilter(r.sub.filter, out.channels); ref != nil {
 			return out, ref
 		}
 	}
@@ -259,7 +267,7 @@ func (a *admission) admit(ctx context.Context, r admitRequest) (admitted, *refus
 		return out, nil
 	}
 	sub := hub.Subscription{
-		Client: auth.client, Channels: out.channels, All: out.all, Since: out.since, Snapshot: out.snapshot,
+		Client: auth.client, Channels: out.channels, All: out.all, Since: out.since, Snapshot: out.snapshot, Filter: out.filter,
 		Reply: func(recovered bool) []byte {
 			grant := out
 			grant.recovered = recovered
@@ -322,6 +330,26 @@ func (a *admission) resolve(r *subRequest) (channels []string, all bool, ref *re
 		}
 	}
 	return channels, false, nil
+}
+
+// resolveFilter parses a subscription's row filter: a channel it names
+// must be attached (else "Unknown channel") and subscribed (else "Invalid
+// filter", as anything else malformed is).
+func (a *admission) resolveFilter(raw json.RawMessage, channels []string) (wire.Filter, *refusal) {
+	f, err := wire.ParseFilter(raw)
+	if err != nil {
+		return nil, refuse(refusedRequest, wire.MsgInvalidFilter)
+	}
+	attached := a.hub.Channels() // sorted
+	for channel := range f {
+		if _, ok := slices.BinarySearch(attached, channel); !ok {
+			return nil, unknownChannel(channel)
+		}
+		if !slices.Contains(channels, channel) {
+			return nil, refuse(refusedRequest, wire.MsgInvalidFilter)
+		}
+	}
+	return f, nil
 }
 
 // parseSince returns the position s names; nil for "".

@@ -134,6 +134,7 @@ type sseRequest struct {
 	channelList string
 	since       string // Last-Event-ID, else since; "" when neither
 	snapshot    bool   // snapshot=true, unless Last-Event-ID resumes
+	filter      []byte // the filter's JSON, from the body or the filter parameter
 	// A refusal found while reading the request: the error event's code
 	// and message; code 0 when there is none.
 	code int
@@ -156,11 +157,14 @@ func readSSERequest(r *http.Request, maxBytes int) sseRequest {
 		if body, out.code, out.msg, ok = readSSEBody(r.Body, maxBytes); !ok {
 			return out
 		}
-		out.channels, out.since, out.snapshot = body.Channels, body.Since, body.Snapshot
+		out.channels, out.since, out.snapshot, out.filter = body.Channels, body.Since, body.Snapshot, body.Filter
 	} else {
 		out.channelList = strings.Join(q["channels"], ",")
 		out.since = q.Get("since")
 		out.snapshot = q.Get("snapshot") == "true"
+		if f := q.Get("filter"); f != "" {
+			out.filter = []byte(f)
+		}
 	}
 	// EventSource reconnects to the same URL with Last-Event-ID: the
 	// position it saw last wins over the since it started from (SPEC §7),
@@ -304,7 +308,7 @@ func (st *sseStream) subscribe(req sseRequest) {
 	ad, ref := st.s.adm.admit(st.r.Context(), admitRequest{
 		conn: connInfo{id: st.id, remote: st.r.RemoteAddr, protocol: hub.ProtocolSSE},
 		key:  req.key, since: req.since,
-		sub: &subRequest{sess: st.sess, channels: req.channels, channelList: req.channelList, snapshot: req.snapshot,
+		sub: &subRequest{sess: st.sess, channels: req.channels, channelList: req.channelList, snapshot: req.snapshot, filter: req.filter,
 			reply: func(ad admitted) []byte { return wire.AppendSSEConnected(nil, st.s.nodeID, ad.subscribed(1)) }},
 	})
 	if ref == nil {

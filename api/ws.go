@@ -79,8 +79,9 @@ func newWSA(cfg Config) *wsA {
 type wsConn struct {
 	wsBase
 	w      *wsA
-	authed atomic.Bool // a subscribe succeeded once; the auth timer checks it
+	authed atomic.Bool // holds a lease; the auth timer checks it
 	timer  *time.Timer
+	authBy time.Time // the auth timeout's deadline; set before the timer
 	// closeErr is the error frame sent right before the close frame.
 	closeErr atomic.Pointer[[]byte]
 
@@ -102,6 +103,7 @@ func (w *wsA) connect(ms *melody.Session) {
 		c.headerAuth(claim) // no auth timeout then (SPEC §4.4)
 		return
 	}
+	c.authBy = time.Now().Add(w.cfg.AuthTimeout)
 	c.timer = time.AfterFunc(w.cfg.AuthTimeout, func() {
 		if !c.authed.Load() {
 			c.closeWith(wire.Refusal(wire.MsgSubscribeTimeout))
@@ -214,16 +216,32 @@ func (c *wsConn) unsubscribe() {
 // replaces the connection's subscription.
 func (c *wsConn) subscribe(req wire.Request) {
 	id := c.subID + 1
+	fresh := c.lease == nil
 	ad, ref := c.w.adm.admit(c.ctx, admitRequest{
 		conn: c.info(hub.ProtocolA), key: frameClaim(req.APIKey), held: c.lease, since: req.Since,
 		// Holding a lease, the connection counts toward its key's limit
-		// instead (SPEC §3).
-		leased: c.authenticated,
-		sub: &subRequest{sess: c.sess, channels: req.Channels, snapshot: req.Snapshot, reply: func(ad admitted) []byte {
+		// instead (SPEC §3), and it has authenticated: a subscribe that
+		// waits, past the auth timeout, for a place among the node's
+		// snapshots is not timed out.
+		leased: func() {
+			c.authed.Store(true)
+			c.authenticated()
+		},
+		sub: &subRequest{sess: c.sess, channels: req.Channels, snapshot: req.Snapshot, filter: req.Filter, reply: func(ad admitted) []byte {
 			return wire.AppendSubscribedA(nil, ad.subscribed(id))
 		}},
 	})
 	if ref != nil {
+		if fresh {
+			// The lease went back with the refusal (SPEC §3): the
+			// connection is not authenticated, and its auth timeout
+			// runs on from the upgrade.
+			c.authed.Store(false)
+			if time.Now().After(c.authBy) {
+				c.closeWith(wire.Refusal(wire.MsgSubscribeTimeout))
+				return
+			}
+		}
 		c.refused(ref)
 		return
 	}

@@ -73,3 +73,28 @@ func TestWSSnapshotRefused(t *testing.T) {
 	require.Equal(t, "subscribed", read(t, c)["type"])
 	require.Equal(t, "snapshot_end", read(t, c)["type"], "no scores: an empty snapshot")
 }
+
+// TestWSFilter: a row filter per channel (SPEC §10), its refusals, which
+// leave the connection open, and the filter over SSE's query.
+func TestWSFilter(t *testing.T) {
+	t.Parallel()
+	b := setupWS(t, api.Config{})
+	c := b.dial(t)
+	for _, tt := range []struct{ filter, msg string }{
+		{`{"nope":{"a":[1]}}`, "Unknown channel: nope"},
+		{`{"scores":{"fixtureId":["F1"]}}`, "Invalid filter"}, // attached, not subscribed
+		{`{"orders":{"accountId":"A1"}}`, "Invalid filter"},
+		{`{"orders":{"accountId":[{"x":1}]}}`, "Invalid filter"},
+		{`"orders"`, "Invalid filter"},
+	} {
+		send(t, c, `{"type":"subscribe","apiKey":"`+b.key+`","channels":["orders"],"filter":`+tt.filter+`}`)
+		requireError(t, c, tt.msg)
+	}
+	requireOpen(t, c)
+	send(t, c, `{"type":"subscribe","apiKey":"`+b.key+`","channels":["orders"],"filter":{"orders":{"accountId":["A2"]}}}`)
+	require.Equal(t, "subscribed", read(t, c)["type"])
+	b.exec(t, `INSERT INTO orders (client, account_id) VALUES ('acme', 'A1'), ('acme', 'A2')`)
+	f := read(t, c)
+	require.Equal(t, "A2", f["payload"].(map[string]any)["accountId"])
+	requireOpen(t, c) // and nothing before the pong: A1 was filtered out
+}

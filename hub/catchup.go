@@ -121,7 +121,7 @@ func (h *Hub) feed(s *Session, gen int, p store.EventPage) bool {
 		}
 		for ; i < len(page) && s.events < h.cfg.SendBuffer; i++ {
 			e := page[i]
-			if s.matches(&e) {
+			if s.matches(&e, nil) {
 				s.push(entry{msg: newMessage(e, waits[i]), since: maxTime(waits[i], s.subAt)})
 			}
 			s.cursor = e.Pos

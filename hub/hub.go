@@ -328,7 +328,10 @@ type Stats struct {
 	Batches     int64             // non-empty reads
 	Deliveries  [numProtocols]int64
 	SlowCloses  int64
-	Position    store.Position
+	// FilterChecks counts the row filter checks of live events: one per
+	// event and distinct filter, however many sessions have it.
+	FilterChecks int64
+	Position     store.Position
 	// ReaderLag is how old the newest event of the latest read was when
 	// it was handed over; 0 when that read found nothing (ObserveRead).
 	ReaderLag time.Duration
@@ -355,6 +358,7 @@ func (h *Hub) Stats() Stats {
 	st.Events = h.metrics.events.Load()
 	st.Batches = h.metrics.batches.Load()
 	st.SlowCloses = h.metrics.slowCloses.Load()
+	st.FilterChecks = h.metrics.filterChecks.Load()
 	for p := range st.Deliveries {
 		st.Deliveries[p] = h.metrics.deliveries[p].Load()
 	}

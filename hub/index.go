@@ -1,6 +1,9 @@
 package hub
 
-import "github.com/hubdev/hub/store"
+import (
+	"github.com/hubdev/hub/hub/wire"
+	"github.com/hubdev/hub/store"
+)
 
 // sessionSet is the sessions of one client on one channel (or on every
 // channel).
@@ -13,14 +16,33 @@ type sessionSet map[*Session]struct{}
 type index struct {
 	byChannel map[string]map[string]sessionSet
 	byClient  map[string]sessionSet
+	// filters holds one copy of each distinct row filter the indexed
+	// subscriptions have, so that an event is checked once per distinct
+	// filter however many sessions have it (SPEC §10; message.passes).
+	filters map[string]*filterRef
+}
+
+// filterRef is an interned filter and the subscriptions that hold it.
+type filterRef struct {
+	f    *wire.ChannelFilter
+	refs int
 }
 
 func newIndex() index {
-	return index{byChannel: map[string]map[string]sessionSet{}, byClient: map[string]sessionSet{}}
+	return index{byChannel: map[string]map[string]sessionSet{}, byClient: map[string]sessionSet{}, filters: map[string]*filterRef{}}
 }
 
-// add indexes s under sub.
+// add indexes s under sub, and makes sub's filters the interned ones.
 func (x *index) add(s *Session, sub *Subscription) {
+	for channel, f := range sub.Filter {
+		r := x.filters[f.Key]
+		if r == nil {
+			r = &filterRef{f: f}
+			x.filters[f.Key] = r
+		}
+		r.refs++
+		sub.Filter[channel] = r.f
+	}
 	if sub.All {
 		addTo(x.byClient, sub.Client, s)
 		return
@@ -39,6 +61,13 @@ func (x *index) add(s *Session, sub *Subscription) {
 func (x *index) remove(s *Session, sub *Subscription) {
 	if sub == nil {
 		return
+	}
+	for _, f := range sub.Filter {
+		if r := x.filters[f.Key]; r != nil {
+			if r.refs--; r.refs == 0 {
+				delete(x.filters, f.Key)
+			}
+		}
 	}
 	if sub.All {
 		removeFrom(x.byClient, sub.Client, s)

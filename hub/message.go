@@ -45,6 +45,26 @@ type message struct {
 	event  store.Event
 	readAt time.Time // when this node read the event from the log
 	frames [numProtocols]atomic.Pointer[[]byte]
+	// filtered holds the results of the interned row filters checked so
+	// far; made when the first is. Only offer uses it, with the hub's lock
+	// held.
+	filtered map[*wire.ChannelFilter]bool
+}
+
+// passes reports whether the event passes f, checking each distinct
+// (interned) filter once and counting the checks in checks. Must be
+// called with the hub's lock held.
+func (m *message) passes(f *wire.ChannelFilter, checks *atomic.Int64) bool {
+	pass, ok := m.filtered[f]
+	if !ok {
+		if m.filtered == nil {
+			m.filtered = map[*wire.ChannelFilter]bool{}
+		}
+		pass = f.Match(m.event.Payload)
+		m.filtered[f] = pass
+		checks.Add(1)
+	}
+	return pass
 }
 
 func newMessage(e store.Event, readAt time.Time) *message {

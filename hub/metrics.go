@@ -18,7 +18,10 @@ type metrics struct {
 	deliveries [numProtocols]atomic.Int64
 	events     atomic.Int64
 	batches    atomic.Int64 // non-empty reads handed over
-	delivery   Histogram    // event read → frame written
+	// filterChecks counts the live path's row filter checks: one per
+	// event and distinct filter (SPEC §10).
+	filterChecks atomic.Int64
+	delivery     Histogram // event read → frame written
 
 	// Set by the reader's hooks (ObserveRead, ObserveBacklog).
 	readerLag   atomic.Int64 // nanoseconds

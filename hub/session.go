@@ -32,6 +32,10 @@ type Subscription struct {
 	// Match, when set, further filters events (protocol B's accounts and
 	// actions).
 	Match func(*store.Event) bool
+	// Filter restricts channels to the events and snapshot rows whose
+	// payload passes their filter (SPEC §10); it never widens what the
+	// client may see. The hub interns it.
+	Filter wire.Filter
 	// Since asks for every event after this position first (SPEC §4.3).
 	Since *store.Position
 	// Snapshot asks for the current rows first, then every change they
@@ -268,8 +272,10 @@ func (s *Session) signalRoom() {
 	}
 }
 
-// matches must be called with s.mu held.
-func (s *Session) matches(e *store.Event) bool {
+// matches reports whether the session's subscription takes e; m is e's
+// message on the live path, whose filter results sessions share, and nil
+// elsewhere. Must be called with s.mu held.
+func (s *Session) matches(e *store.Event, m *message) bool {
 	sub := s.sub
 	if sub == nil {
 		return false
@@ -282,7 +288,16 @@ func (s *Session) matches(e *store.Event) bool {
 			return false
 		}
 	}
-	return sub.Match == nil || sub.Match(e)
+	if sub.Match != nil && !sub.Match(e) {
+		return false
+	}
+	if f := sub.Filter[e.Channel]; f != nil {
+		if m != nil {
+			return m.passes(f, &s.hub.metrics.filterChecks)
+		}
+		return f.Match(e.Payload)
+	}
+	return true
 }
 
 // offer is the live path: called by the hub, in position order, for each
@@ -293,7 +308,7 @@ func (s *Session) matches(e *store.Event) bool {
 func (s *Session) offer(m *message) (first bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.live || s.closed || !s.cursor.Less(m.event.Pos) || !s.matches(&m.event) {
+	if !s.live || s.closed || !s.cursor.Less(m.event.Pos) || !s.matches(&m.event, m) {
 		return false
 	}
 	if s.events >= s.hub.cfg.SendBuffer {

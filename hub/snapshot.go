@@ -44,6 +44,7 @@ type snapshotRun struct {
 	sn       *store.Snapshot
 	client   string
 	channels []string
+	filter   wire.Filter
 	held     bool // a place in h.snapshots
 }
 
@@ -59,7 +60,7 @@ func (h *Hub) beginSnapshot(ctx context.Context, p Protocol, sub Subscription) (
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	r := &snapshotRun{h: h, client: sub.Client, channels: sub.Channels, held: true}
+	r := &snapshotRun{h: h, client: sub.Client, channels: sub.Channels, filter: sub.Filter, held: true}
 	var err error
 	if r.sn, err = h.log.SnapshotBegin(ctx, sub.Channels); err != nil {
 		r.release()
@@ -123,12 +124,43 @@ var errResubscribed = errors.New("session resubscribed")
 // snapshot_end, and hands the session to a catch-up from the seam.
 func (h *Hub) runSnapshot(s *Session, gen int, r *snapshotRun) {
 	enc := snapshotEncoders[s.proto]
-	err := r.sn.Rows(h.ctx, r.client, h.cfg.PageSize, func(channel string, rows [][]byte) error {
-		return s.queueAsRoom(h.ctx, gen, len(rows), func(i int, since time.Time) entry {
-			return entry{row: enc.row(nil, channel, rows[i]), since: since}
+	// A snapshot that fits a catch-up page is read whole before any row
+	// is queued: its transaction, connection and place go back at once,
+	// not at the client's pace. A larger one is queued page by page with
+	// its transaction open.
+	var page [][]byte
+	var pageBytes int64
+	buffering := true
+	queue := func(frames [][]byte) error {
+		return s.queueAsRoom(h.ctx, gen, len(frames), func(i int, since time.Time) entry {
+			return entry{row: frames[i], since: since}
 		})
+	}
+	err := r.sn.Rows(h.ctx, r.client, h.cfg.PageSize, func(channel string, rows [][]byte) error {
+		f := r.filter[channel]
+		var frames [][]byte
+		for _, row := range rows {
+			if f == nil || f.Match(row) {
+				frame := enc.row(nil, channel, row)
+				frames = append(frames, frame)
+				pageBytes += int64(len(frame))
+			}
+		}
+		if !buffering {
+			return queue(frames)
+		}
+		page = append(page, frames...)
+		if len(page) <= h.cfg.PageSize && pageBytes <= h.cfg.PageBytes {
+			return nil
+		}
+		buffering = false
+		frames, page = page, nil
+		return queue(frames)
 	})
-	r.abandon() // the rows are sent: the connection and the place go back
+	r.abandon() // the rows are read: the connection and the place go back
+	if err == nil && len(page) > 0 {
+		err = queue(page)
+	}
 	var seam store.Position
 	if err == nil {
 		err = h.log.SnapshotSettle(h.ctx, r.sn.Xmax)
@@ -163,7 +195,7 @@ func (h *Hub) sendUnseen(s *Session, gen int, r *snapshotRun, seam store.Positio
 		var kept []store.Event
 		s.mu.Lock()
 		for i := range page {
-			if s.matches(&page[i]) {
+			if s.matches(&page[i], nil) {
 				kept = append(kept, page[i])
 			}
 		}

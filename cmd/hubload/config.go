@@ -86,6 +86,9 @@ var presets = map[string]config{
 	"w1sat": {Clients: 1000, Rate: 1000, Duration: 15 * time.Second, Rows: 1000},
 	"w2":    {Clients: 5000, Tenants: 100, Rate: 1000, Duration: 30 * time.Second, Rows: 10000},
 	"w3":    {Clients: 5000, Rate: 0, Duration: 10 * time.Second, Rows: 1000},
+	// snapshot: every client subscribes with a snapshot of its tenant's
+	// 1,000 rows at once (issue 15); the hub alone.
+	"snapshot": {Clients: 1000, Tenants: 100, Rate: 0, Duration: time.Second, Rows: 100_000},
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -93,7 +96,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	var hubEnv, servers, decode string
 	fs := flag.NewFlagSet("hubload", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.Workload, "workload", "w1", "preset: w1 (1000 clients, scores, 100/s), w1sat (1000/s), w2 (5000 clients, 100 tenants, orders, 1000/s), w3 (5000 idle)")
+	fs.StringVar(&c.Workload, "workload", "w1", "preset: w1 (1000 clients, scores, 100/s), w1sat (1000/s), w2 (5000 clients, 100 tenants, orders, 1000/s), w3 (5000 idle), snapshot (1000 clients subscribe with a snapshot of 1000 rows each at once)")
 	fs.IntVar(&c.Clients, "clients", 0, "WebSocket clients (default: the preset's)")
 	fs.IntVar(&c.Tenants, "tenants", 0, "tenants on orders; 0: global channel scores (default: the preset's)")
 	fs.IntVar(&c.Rate, "rate", 0, "UPDATEs per second; 0 with -workload w3: idle (default: the preset's)")
@@ -124,7 +127,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	p, ok := presets[c.Workload]
 	if !ok {
-		return config{}, fmt.Errorf("-workload: unknown %q (w1, w1sat, w2, w3)", c.Workload)
+		return config{}, fmt.Errorf("-workload: unknown %q (w1, w1sat, w2, w3, snapshot)", c.Workload)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -132,7 +135,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	if hubEnv != "" {
 		c.HubEnv = strings.Split(hubEnv, ",")
 	}
-	if c.URL != "" && !set["servers"] {
+	if (c.URL != "" || c.Workload == "snapshot") && !set["servers"] {
 		servers = hubName
 	}
 	c.Servers = strings.Split(servers, ",")

@@ -84,6 +84,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer target.close(stderr)
+	if cfg.Workload == "snapshot" {
+		err := runSnapshotLoad(ctx, cfg, target, stdout, stderr)
+		if err != nil && ctx.Err() != nil {
+			return errors.New("interrupted")
+		}
+		return err
+	}
 	out := newReport(stdout, cfg)
 	l := &load{cfg: cfg, target: target, out: out, log: stderr}
 	err = l.run(ctx)

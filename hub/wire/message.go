@@ -17,6 +17,7 @@ const (
 	MsgInvalidToken         = "Invalid or missing token"
 	MsgSnapshotWithSince    = "snapshot and since are exclusive" // SPEC §10
 	MsgSnapshotTooLarge     = "Snapshot too large"               // SPEC §10
+	MsgInvalidFilter        = "Invalid filter"                   // SPEC §10
 	MsgServiceUnavailable   = "Service unavailable"
 	MsgClientDeactivated    = "client deactivated"           // SPEC §3
 	MsgAPIKeyRevoked        = "api key revoked"              // SPEC §3

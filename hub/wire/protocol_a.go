@@ -29,16 +29,20 @@ type Request struct {
 	// Snapshot asks for the current rows first (SPEC §10); false when
 	// omitted or null.
 	Snapshot bool
+	// Filter as sent, not yet parsed (ParseFilter): a malformed one is
+	// refused as "Invalid filter", not as an invalid message.
+	Filter json.RawMessage
 }
 
 // requestJSON has pointers so that null is told apart from a value and a
 // null inside channels is refused.
 type requestJSON struct {
-	Type     *string   `json:"type"`
-	APIKey   *string   `json:"apiKey"`
-	Channels []*string `json:"channels"`
-	Since    *string   `json:"since"`
-	Snapshot *bool     `json:"snapshot"`
+	Type     *string         `json:"type"`
+	APIKey   *string         `json:"apiKey"`
+	Channels []*string       `json:"channels"`
+	Since    *string         `json:"since"`
+	Snapshot *bool           `json:"snapshot"`
+	Filter   json.RawMessage `json:"filter"`
 }
 
 var errUnknownType = errors.New("missing or unknown type")
@@ -82,6 +86,7 @@ func (in *requestJSON) request(typ string) (Request, error) {
 		r.Since = *in.Since
 	}
 	r.Snapshot = in.Snapshot != nil && *in.Snapshot
+	r.Filter = in.Filter
 	if len(in.Channels) > 0 {
 		r.Channels = make([]string, len(in.Channels))
 		for i, c := range in.Channels {
